@@ -60,7 +60,10 @@ build_chain() {
 		done < "$REPO/patches/series"
 	fi
 	# New files: plain files of the repository laid over the tree.
-	(cd "$REPO" && find $OVERLAY_DIRS -type f ! -name '*.o' ! -name '*~' 2>/dev/null | LC_ALL=C sort) |
+	local dirs="" d
+	for d in $OVERLAY_DIRS; do [ -d "$REPO/$d" ] && dirs="$dirs $d"; done
+	# shellcheck disable=SC2086
+	(cd "$REPO" && [ -n "$dirs" ] && find $dirs -type f ! -name '*.o' ! -name '*~' ! -path '*/build/*' | LC_ALL=C sort) |
 	while read -r f; do
 		if g cat-file -e "base:$f" 2>/dev/null; then
 			die "$f exists in the base tree: change it through patches/"
