@@ -1,0 +1,950 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vhost-iommu: the request queue of a virtio-iommu device in the host kernel.
+ *
+ * The device takes the guest's request queue (0) and event queue (1). The
+ * worker parses every request of the request queue; the requests the kernel
+ * does not serve itself are forwarded to the VMM, which reads them from the
+ * device file and writes its answers back to it. The kernel then writes the
+ * answer into the guest's buffers and returns the request to the guest.
+ *
+ * Ordering: the ring is processed in order. Forwarded requests reach the VMM
+ * in ring order and hold their descriptors until they are answered; while any
+ * of them waits, the kernel serves nothing behind it itself, and the ring is
+ * not read past VHOST_IOMMU_MAX_PENDING forwarded requests.
+ *
+ * See Documentation/userspace-api/vhost-iommu.rst.
+ */
+
+#include <linux/eventfd.h>
+#include <linux/list.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <linux/uio.h>
+#include <linux/vhost.h>
+#include <linux/virtio_iommu.h>
+#include <linux/wait.h>
+
+#include "vhost.h"
+
+/*
+ * Max number of bytes processed before requeueing the job. Using this limit
+ * prevents one virtqueue from starving others.
+ */
+#define VHOST_IOMMU_WEIGHT 0x80000
+/*
+ * Max number of requests processed before requeueing the job. Using this
+ * limit prevents one virtqueue from starving others with small requests.
+ */
+#define VHOST_IOMMU_PKT_WEIGHT 256
+
+/*
+ * Max number of requests forwarded to the VMM and not yet returned to the
+ * guest. It bounds the memory a guest can make the kernel hold while the VMM
+ * does not answer.
+ */
+#define VHOST_IOMMU_MAX_PENDING 64
+
+/* Max size of the payload of an answer (PROBE properties) */
+#define VHOST_IOMMU_PAYLOAD_MAX 4096
+
+/* The request was forwarded to the VMM: nothing to return to the guest yet */
+#define VHOST_IOMMU_FORWARDED (-EINPROGRESS)
+
+enum {
+	VHOST_IOMMU_VQ_REQ = 0,
+	VHOST_IOMMU_VQ_EVENT = 1,
+	VHOST_IOMMU_VQ_MAX = 2,
+};
+
+/*
+ * Dirty logging (VHOST_F_LOG_ALL) is not offered: the answers the VMM writes
+ * later would have to be logged too.
+ */
+static const int vhost_iommu_bits[] = {
+	VIRTIO_F_NOTIFY_ON_EMPTY,
+	VIRTIO_RING_F_INDIRECT_DESC,
+	VIRTIO_RING_F_EVENT_IDX,
+	VIRTIO_F_ANY_LAYOUT,
+	VIRTIO_F_VERSION_1,
+	VIRTIO_IOMMU_F_INPUT_RANGE,
+	VIRTIO_IOMMU_F_DOMAIN_RANGE,
+	VIRTIO_IOMMU_F_MAP_UNMAP,
+	VIRTIO_IOMMU_F_BYPASS,
+	VIRTIO_IOMMU_F_PROBE,
+	VIRTIO_IOMMU_F_MMIO,
+	VIRTIO_IOMMU_F_BYPASS_CONFIG,
+	VIRTIO_IOMMU_F_ATTACH_TABLE,
+};
+
+#define VHOST_IOMMU_FEATURES VHOST_FEATURES_U64(vhost_iommu_bits, 0)
+#define VHOST_IOMMU_BACKEND_FEATURES 0ULL
+
+/**
+ * struct vhost_iommu_req - A request forwarded to the VMM
+ * @node: In one of the lists of struct vhost_iommu
+ * @cookie: Identifies the request on the channel
+ * @head: The guest's descriptor head, returned when the request completes
+ * @type: The virtio-iommu request type
+ * @req_len: Valid bytes in @req
+ * @resp_len: Size of the guest's device-writable part
+ * @status: The VMM's status, once answered
+ * @payload_len: Size of @payload
+ * @payload: The VMM's payload, once answered
+ * @req: The device-readable part of the request
+ * @in_num: Number of entries in @in_iov
+ * @in_iov: The guest's device-writable buffers (VMM addresses)
+ */
+struct vhost_iommu_req {
+	struct list_head node;
+	u64 cookie;
+	unsigned int head;
+	u8 type;
+	u32 req_len;
+	u32 resp_len;
+	u8 status;
+	u32 payload_len;
+	void *payload;
+	u8 req[VHOST_IOMMU_REQ_MAX];
+	unsigned int in_num;
+	struct iovec in_iov[] __counted_by(in_num);
+};
+
+/**
+ * struct vhost_iommu - A vhost-iommu device
+ * @dev: The vhost device
+ * @vqs: The request and event queues
+ * @lock: Protects the three lists, @nr_pending and @next_cookie
+ * @queued: Forwarded requests the VMM has not read yet
+ * @sent: Forwarded requests the VMM has read and not answered yet
+ * @answered: Answered requests waiting for the device to run again
+ * @nr_pending: Number of requests in the three lists
+ * @next_cookie: The cookie of the next forwarded request
+ * @wq: Readers and pollers of the channel
+ *
+ * A request in a list holds its descriptor head. Only the worker adds to
+ * @queued. Entries leave the lists under @dev.mutex (read, write, reset,
+ * start) or in release, so a holder of @dev.mutex may use an entry after
+ * dropping @lock.
+ */
+struct vhost_iommu {
+	struct vhost_dev dev;
+	struct vhost_virtqueue vqs[VHOST_IOMMU_VQ_MAX];
+	spinlock_t lock;
+	struct list_head queued;
+	struct list_head sent;
+	struct list_head answered;
+	unsigned int nr_pending;
+	u64 next_cookie;
+	wait_queue_head_t wq;
+};
+
+static bool vhost_iommu_has_queued(struct vhost_iommu *v)
+{
+	bool ret;
+
+	spin_lock(&v->lock);
+	ret = !list_empty(&v->queued);
+	spin_unlock(&v->lock);
+	return ret;
+}
+
+static bool vhost_iommu_full(struct vhost_iommu *v)
+{
+	bool ret;
+
+	spin_lock(&v->lock);
+	ret = v->nr_pending >= VHOST_IOMMU_MAX_PENDING;
+	spin_unlock(&v->lock);
+	return ret;
+}
+
+/*
+ * Size of the device-readable part of a request of this type, or 0 if the
+ * type is unknown or belongs to a feature the driver did not negotiate.
+ */
+static size_t vhost_iommu_req_len(struct vhost_virtqueue *vq, u8 type)
+{
+	switch (type) {
+	case VIRTIO_IOMMU_T_ATTACH:
+		return offsetof(struct virtio_iommu_req_attach, tail);
+	case VIRTIO_IOMMU_T_DETACH:
+		return offsetof(struct virtio_iommu_req_detach, tail);
+	case VIRTIO_IOMMU_T_MAP:
+		if (!vhost_has_feature(vq, VIRTIO_IOMMU_F_MAP_UNMAP))
+			return 0;
+		return offsetof(struct virtio_iommu_req_map, tail);
+	case VIRTIO_IOMMU_T_UNMAP:
+		if (!vhost_has_feature(vq, VIRTIO_IOMMU_F_MAP_UNMAP))
+			return 0;
+		return offsetof(struct virtio_iommu_req_unmap, tail);
+	case VIRTIO_IOMMU_T_PROBE:
+		if (!vhost_has_feature(vq, VIRTIO_IOMMU_F_PROBE))
+			return 0;
+		return sizeof(struct virtio_iommu_req_probe);
+	case VIRTIO_IOMMU_T_ATTACH_TABLE:
+		if (!vhost_has_feature(vq, VIRTIO_IOMMU_F_ATTACH_TABLE))
+			return 0;
+		return offsetof(struct virtio_iommu_req_attach_table, tail);
+	case VIRTIO_IOMMU_T_INVALIDATE:
+		if (!vhost_has_feature(vq, VIRTIO_IOMMU_F_ATTACH_TABLE))
+			return 0;
+		return offsetof(struct virtio_iommu_req_invalidate, tail);
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Write the payload and the tail at the start of the device-writable part.
+ * Return the number of bytes written (the used length) or -EFAULT. The
+ * caller checked that the writable part is large enough.
+ */
+static int vhost_iommu_write_resp(const struct iovec *iov, unsigned int nr,
+				  const void *payload, u32 payload_len,
+				  u8 status)
+{
+	struct virtio_iommu_req_tail tail = { .status = status };
+	size_t len = payload_len + sizeof(tail);
+	struct iov_iter to;
+
+	iov_iter_init(&to, ITER_DEST, iov, nr, len);
+	if (payload_len && copy_to_iter(payload, payload_len, &to) != payload_len)
+		return -EFAULT;
+	if (copy_to_iter(&tail, sizeof(tail), &to) != sizeof(tail))
+		return -EFAULT;
+	return len;
+}
+
+static void vhost_iommu_free_req(struct vhost_iommu_req *req)
+{
+	kfree(req->payload);
+	kfree(req);
+}
+
+/* Queue a parsed request for the VMM. Called by the worker. */
+static int vhost_iommu_forward(struct vhost_iommu *v, unsigned int head,
+			       const struct iovec *in_iov, unsigned int in,
+			       size_t in_len, const u8 *buf, size_t req_len)
+{
+	struct vhost_iommu_req *req;
+
+	req = kzalloc_flex(*req, in_iov, in, GFP_KERNEL_ACCOUNT);
+	if (!req)
+		return vhost_iommu_write_resp(in_iov, in, NULL, 0,
+					      VIRTIO_IOMMU_S_DEVERR);
+
+	req->head = head;
+	req->type = buf[0];
+	req->req_len = req_len;
+	req->resp_len = min_t(size_t, in_len, U32_MAX);
+	memcpy(req->req, buf, req_len);
+	memcpy(req->in_iov, in_iov, in * sizeof(*in_iov));
+
+	spin_lock(&v->lock);
+	req->cookie = ++v->next_cookie;
+	list_add_tail(&req->node, &v->queued);
+	v->nr_pending++;
+	spin_unlock(&v->lock);
+
+	wake_up_interruptible_poll(&v->wq, EPOLLIN | EPOLLRDNORM);
+	return VHOST_IOMMU_FORWARDED;
+}
+
+/*
+ * Parse one request. Return the used length to return it with now, or
+ * VHOST_IOMMU_FORWARDED.
+ */
+static int vhost_iommu_handle_req(struct vhost_iommu *v,
+				  struct vhost_virtqueue *vq, unsigned int head,
+				  unsigned int out, unsigned int in,
+				  size_t *out_len)
+{
+	const struct iovec *in_iov = &vq->iov[out];
+	u8 buf[VHOST_IOMMU_REQ_MAX];
+	size_t in_len, req_len;
+	struct iov_iter from;
+
+	*out_len = iov_length(vq->iov, out);
+	in_len = iov_length(in_iov, in);
+
+	/*
+	 * Without a head or room for the tail the request cannot be parsed:
+	 * return it unwritten.
+	 */
+	if (*out_len < sizeof(struct virtio_iommu_req_head) ||
+	    in_len < sizeof(struct virtio_iommu_req_tail)) {
+		vq_err(vq, "vhost-iommu: bad request sizes %zu/%zu\n",
+		       *out_len, in_len);
+		return 0;
+	}
+
+	iov_iter_init(&from, ITER_SOURCE, vq->iov, out, *out_len);
+	if (!copy_from_iter_full(buf, sizeof(struct virtio_iommu_req_head),
+				 &from)) {
+		vq_err(vq, "vhost-iommu: faulted on the request head\n");
+		return 0;
+	}
+
+	req_len = vhost_iommu_req_len(vq, buf[0]);
+	if (!req_len)
+		return 0;
+	if (*out_len < req_len)
+		return vhost_iommu_write_resp(in_iov, in, NULL, 0,
+					      VIRTIO_IOMMU_S_INVAL);
+
+	if (!copy_from_iter_full(buf + sizeof(struct virtio_iommu_req_head),
+				 req_len - sizeof(struct virtio_iommu_req_head),
+				 &from)) {
+		vq_err(vq, "vhost-iommu: faulted on the request body\n");
+		return 0;
+	}
+
+	return vhost_iommu_forward(v, head, in_iov, in, in_len, buf, req_len);
+}
+
+static void vhost_iommu_handle_req_vq(struct vhost_iommu *v)
+{
+	struct vhost_virtqueue *vq = &v->vqs[VHOST_IOMMU_VQ_REQ];
+	size_t out_len, total_len = 0;
+	unsigned int out, in;
+	bool added = false;
+	int head, pkts = 0;
+	int len;
+
+	mutex_lock(&vq->mutex);
+	if (!vhost_vq_get_backend(vq))
+		goto out_unlock;
+
+	vhost_disable_notify(&v->dev, vq);
+
+	do {
+		/* Resumed by the answer that frees a slot */
+		if (vhost_iommu_full(v))
+			break;
+
+		head = vhost_get_vq_desc(vq, vq->iov, ARRAY_SIZE(vq->iov),
+					 &out, &in, NULL, NULL);
+		/* On error, stop handling until the next kick. */
+		if (unlikely(head < 0))
+			break;
+		/* Nothing new? Wait for eventfd to tell us they refilled. */
+		if (head == vq->num) {
+			if (unlikely(vhost_enable_notify(&v->dev, vq))) {
+				vhost_disable_notify(&v->dev, vq);
+				continue;
+			}
+			break;
+		}
+
+		len = vhost_iommu_handle_req(v, vq, head, out, in, &out_len);
+		total_len += out_len;
+		if (len == VHOST_IOMMU_FORWARDED)
+			continue;
+		if (len < 0) {
+			vq_err(vq, "vhost-iommu: faulted on the response\n");
+			len = 0;
+		}
+		if (vhost_add_used(vq, head, len)) {
+			vq_err(vq, "vhost-iommu: cannot update the used ring\n");
+			break;
+		}
+		added = true;
+	} while (likely(!vhost_exceeds_weight(vq, ++pkts, total_len)));
+
+	if (added)
+		vhost_signal(&v->dev, vq);
+out_unlock:
+	mutex_unlock(&vq->mutex);
+}
+
+static void vhost_iommu_handle_req_kick(struct vhost_work *work)
+{
+	struct vhost_virtqueue *vq = container_of(work, struct vhost_virtqueue,
+						  poll.work);
+	struct vhost_iommu *v = container_of(vq->dev, struct vhost_iommu, dev);
+
+	vhost_iommu_handle_req_vq(v);
+}
+
+/*
+ * Return an answered request to the guest. Called with the request queue's
+ * mutex held and the device running, in the owner's address space.
+ */
+static void vhost_iommu_retire(struct vhost_iommu *v,
+			       struct vhost_virtqueue *vq,
+			       struct vhost_iommu_req *req)
+{
+	int len;
+
+	len = vhost_iommu_write_resp(req->in_iov, req->in_num, req->payload,
+				     req->payload_len, req->status);
+	if (len < 0) {
+		vq_err(vq, "vhost-iommu: faulted on the response\n");
+		len = 0;
+	}
+	if (vhost_add_used(vq, req->head, len))
+		vq_err(vq, "vhost-iommu: cannot update the used ring\n");
+
+	spin_lock(&v->lock);
+	v->nr_pending--;
+	spin_unlock(&v->lock);
+	vhost_iommu_free_req(req);
+}
+
+/*
+ * Return the answered requests to the guest if the device runs. Called with
+ * dev.mutex held, in the owner's address space.
+ */
+static void vhost_iommu_retire_answered(struct vhost_iommu *v)
+{
+	struct vhost_virtqueue *vq = &v->vqs[VHOST_IOMMU_VQ_REQ];
+	struct vhost_iommu_req *req, *next;
+	LIST_HEAD(done);
+
+	mutex_lock(&vq->mutex);
+	if (!vhost_vq_get_backend(vq)) {
+		mutex_unlock(&vq->mutex);
+		return;
+	}
+
+	spin_lock(&v->lock);
+	list_splice_init(&v->answered, &done);
+	spin_unlock(&v->lock);
+
+	if (list_empty(&done)) {
+		mutex_unlock(&vq->mutex);
+		return;
+	}
+
+	list_for_each_entry_safe(req, next, &done, node) {
+		list_del(&req->node);
+		vhost_iommu_retire(v, vq, req);
+	}
+	vhost_signal(&v->dev, vq);
+	mutex_unlock(&vq->mutex);
+
+	/* Slots were freed: read the rest of the ring */
+	vhost_poll_queue(&vq->poll);
+}
+
+/* Free every forwarded request. The device is stopped and flushed. */
+static void vhost_iommu_drop_pending(struct vhost_iommu *v)
+{
+	struct vhost_iommu_req *req, *next;
+	LIST_HEAD(drop);
+
+	spin_lock(&v->lock);
+	list_splice_init(&v->queued, &drop);
+	list_splice_init(&v->sent, &drop);
+	list_splice_init(&v->answered, &drop);
+	v->nr_pending = 0;
+	spin_unlock(&v->lock);
+
+	list_for_each_entry_safe(req, next, &drop, node) {
+		list_del(&req->node);
+		vhost_iommu_free_req(req);
+	}
+}
+
+static ssize_t vhost_iommu_read(struct file *f, char __user *buf,
+				size_t count, loff_t *ppos)
+{
+	struct vhost_iommu *v = f->private_data;
+	struct vhost_iommu_req_msg msg = {};
+	struct vhost_iommu_req *req;
+	ssize_t ret;
+
+	if (count < sizeof(msg))
+		return -EINVAL;
+
+	for (;;) {
+		mutex_lock(&v->dev.mutex);
+		ret = vhost_dev_check_owner(&v->dev);
+		if (ret)
+			goto out_unlock;
+
+		spin_lock(&v->lock);
+		req = list_first_entry_or_null(&v->queued,
+					       struct vhost_iommu_req, node);
+		spin_unlock(&v->lock);
+		if (req)
+			break;
+		mutex_unlock(&v->dev.mutex);
+
+		if (f->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		ret = wait_event_interruptible(v->wq, vhost_iommu_has_queued(v));
+		if (ret)
+			return ret;
+	}
+
+	/* dev.mutex is held: nothing else takes req off the list. */
+	msg.size = sizeof(msg);
+	msg.version = VHOST_IOMMU_MSG_VERSION;
+	msg.type = VHOST_IOMMU_MSG_REQUEST;
+	msg.cookie = req->cookie;
+	msg.req_len = req->req_len;
+	msg.resp_len = req->resp_len;
+	memcpy(msg.req, req->req, req->req_len);
+
+	if (copy_to_user(buf, &msg, sizeof(msg))) {
+		ret = -EFAULT;
+		goto out_unlock;
+	}
+
+	spin_lock(&v->lock);
+	list_move_tail(&req->node, &v->sent);
+	spin_unlock(&v->lock);
+	ret = sizeof(msg);
+
+out_unlock:
+	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
+static struct vhost_iommu_req *vhost_iommu_find_sent(struct vhost_iommu *v,
+						     u64 cookie)
+{
+	struct vhost_iommu_req *req;
+
+	lockdep_assert_held(&v->lock);
+	list_for_each_entry(req, &v->sent, node)
+		if (req->cookie == cookie)
+			return req;
+	return NULL;
+}
+
+/* Take the answered request off the sent list. Called with dev.mutex held. */
+static int vhost_iommu_take_answered(struct vhost_iommu *v,
+				     const struct vhost_iommu_resp_msg *resp,
+				     struct vhost_iommu_req **reqp)
+{
+	struct vhost_iommu_req *req;
+	int ret = 0;
+
+	spin_lock(&v->lock);
+	req = vhost_iommu_find_sent(v, resp->cookie);
+	if (!req)
+		ret = -ENOENT;
+	else if (resp->payload_len && req->type != VIRTIO_IOMMU_T_PROBE)
+		ret = -EINVAL;
+	else if (resp->payload_len >
+		 req->resp_len - sizeof(struct virtio_iommu_req_tail))
+		ret = -EINVAL;
+	else
+		list_del(&req->node);
+	spin_unlock(&v->lock);
+
+	*reqp = ret ? NULL : req;
+	return ret;
+}
+
+static ssize_t vhost_iommu_write(struct file *f, const char __user *buf,
+				 size_t count, loff_t *ppos)
+{
+	struct vhost_iommu *v = f->private_data;
+	struct vhost_iommu_resp_msg resp;
+	struct vhost_iommu_req *req;
+	void *payload = NULL;
+	ssize_t ret;
+	u32 size;
+
+	if (count < sizeof(size))
+		return -EINVAL;
+	if (get_user(size, (const u32 __user *)buf))
+		return -EFAULT;
+	if (size < sizeof(resp) || size > count)
+		return -EINVAL;
+
+	mutex_lock(&v->dev.mutex);
+	ret = vhost_dev_check_owner(&v->dev);
+	if (ret)
+		goto out_unlock;
+
+	ret = copy_struct_from_user(&resp, sizeof(resp), buf, size);
+	if (ret)
+		goto out_unlock;
+
+	ret = -EINVAL;
+	if (resp.version != VHOST_IOMMU_MSG_VERSION ||
+	    resp.type != VHOST_IOMMU_MSG_RESPONSE ||
+	    resp.status > VIRTIO_IOMMU_S_NOMEM ||
+	    resp.payload_len > VHOST_IOMMU_PAYLOAD_MAX ||
+	    count != (size_t)size + resp.payload_len)
+		goto out_unlock;
+	if (memchr_inv(resp.__reserved, 0, sizeof(resp.__reserved))) {
+		ret = -EOPNOTSUPP;
+		goto out_unlock;
+	}
+
+	if (resp.payload_len) {
+		payload = memdup_user(buf + size, resp.payload_len);
+		if (IS_ERR(payload)) {
+			ret = PTR_ERR(payload);
+			payload = NULL;
+			goto out_unlock;
+		}
+	}
+
+	ret = vhost_iommu_take_answered(v, &resp, &req);
+	if (ret)
+		goto out_unlock;
+
+	req->status = resp.status;
+	req->payload_len = resp.payload_len;
+	req->payload = payload;
+	payload = NULL;
+
+	spin_lock(&v->lock);
+	list_add_tail(&req->node, &v->answered);
+	spin_unlock(&v->lock);
+
+	/*
+	 * Return it to the guest now if the device runs: the owner's address
+	 * space is current, as in the worker.
+	 */
+	vhost_iommu_retire_answered(v);
+	ret = count;
+
+out_unlock:
+	mutex_unlock(&v->dev.mutex);
+	kfree(payload);
+	return ret;
+}
+
+static __poll_t vhost_iommu_poll(struct file *f, poll_table *wait)
+{
+	struct vhost_iommu *v = f->private_data;
+	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
+
+	poll_wait(f, &v->wq, wait);
+	if (vhost_iommu_has_queued(v))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	return mask;
+}
+
+static int vhost_iommu_open(struct inode *inode, struct file *f)
+{
+	struct vhost_virtqueue **vqs;
+	struct vhost_iommu *v;
+
+	/* The vqs hold large iovec arrays: fall back to vmalloc if needed */
+	v = kvzalloc_obj(*v, GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL);
+	if (!v)
+		return -ENOMEM;
+	vqs = kmalloc_objs(*vqs, VHOST_IOMMU_VQ_MAX, GFP_KERNEL_ACCOUNT);
+	if (!vqs) {
+		kvfree(v);
+		return -ENOMEM;
+	}
+
+	spin_lock_init(&v->lock);
+	INIT_LIST_HEAD(&v->queued);
+	INIT_LIST_HEAD(&v->sent);
+	INIT_LIST_HEAD(&v->answered);
+	init_waitqueue_head(&v->wq);
+
+	vqs[VHOST_IOMMU_VQ_REQ] = &v->vqs[VHOST_IOMMU_VQ_REQ];
+	vqs[VHOST_IOMMU_VQ_EVENT] = &v->vqs[VHOST_IOMMU_VQ_EVENT];
+	v->vqs[VHOST_IOMMU_VQ_REQ].handle_kick = vhost_iommu_handle_req_kick;
+	/* The event queue's buffers stay available until there are events */
+	vhost_dev_init(&v->dev, vqs, VHOST_IOMMU_VQ_MAX, UIO_MAXIOV,
+		       VHOST_IOMMU_PKT_WEIGHT, VHOST_IOMMU_WEIGHT, true, NULL);
+
+	f->private_data = v;
+	return 0;
+}
+
+static void vhost_iommu_stop(struct vhost_iommu *v)
+{
+	struct vhost_virtqueue *vq;
+	int i;
+
+	for (i = 0; i < VHOST_IOMMU_VQ_MAX; i++) {
+		vq = &v->vqs[i];
+		mutex_lock(&vq->mutex);
+		vhost_vq_set_backend(vq, NULL);
+		mutex_unlock(&vq->mutex);
+	}
+}
+
+static int vhost_iommu_start(struct vhost_iommu *v)
+{
+	struct vhost_virtqueue *vq;
+	int ret = 0;
+	int i;
+
+	for (i = 0; i < VHOST_IOMMU_VQ_MAX; i++) {
+		vq = &v->vqs[i];
+		mutex_lock(&vq->mutex);
+		if (!vhost_vq_access_ok(vq)) {
+			ret = -EFAULT;
+			goto err_vq;
+		}
+		if (!vhost_vq_get_backend(vq)) {
+			vhost_vq_set_backend(vq, v);
+			ret = vhost_vq_init_access(vq);
+			if (ret)
+				goto err_vq;
+		}
+		mutex_unlock(&vq->mutex);
+	}
+
+	/* Answers that arrived while stopped, then what the guest queued */
+	vhost_iommu_retire_answered(v);
+	vhost_poll_queue(&v->vqs[VHOST_IOMMU_VQ_REQ].poll);
+	return 0;
+
+err_vq:
+	vhost_vq_set_backend(vq, NULL);
+	mutex_unlock(&vq->mutex);
+	vhost_iommu_stop(v);
+	return ret;
+}
+
+static int vhost_iommu_release(struct inode *inode, struct file *f)
+{
+	struct vhost_iommu *v = f->private_data;
+
+	/* No owner check: the device stops in any case */
+	vhost_iommu_stop(v);
+	vhost_dev_flush(&v->dev);
+	vhost_iommu_drop_pending(v);
+	vhost_dev_stop(&v->dev);
+	vhost_dev_cleanup(&v->dev);
+	kfree(v->dev.vqs);
+	kvfree(v);
+	return 0;
+}
+
+static long vhost_iommu_reset_owner(struct vhost_iommu *v)
+{
+	struct vhost_iotlb *umem;
+	long ret;
+
+	mutex_lock(&v->dev.mutex);
+	ret = vhost_dev_check_owner(&v->dev);
+	if (ret)
+		goto out_unlock;
+	umem = vhost_dev_reset_owner_prepare();
+	if (!umem) {
+		ret = -ENOMEM;
+		goto out_unlock;
+	}
+	vhost_iommu_stop(v);
+	vhost_dev_flush(&v->dev);
+	vhost_iommu_drop_pending(v);
+	vhost_dev_stop(&v->dev);
+	vhost_dev_reset_owner(&v->dev, umem);
+out_unlock:
+	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
+static int vhost_iommu_set_features(struct vhost_iommu *v, u64 features)
+{
+	struct vhost_virtqueue *vq;
+	int ret;
+	int i;
+
+	if (features & ~VHOST_IOMMU_FEATURES)
+		return -EOPNOTSUPP;
+
+	mutex_lock(&v->dev.mutex);
+	ret = vhost_dev_check_owner(&v->dev);
+	if (ret)
+		goto out_unlock;
+	for (i = 0; i < VHOST_IOMMU_VQ_MAX; i++) {
+		vq = &v->vqs[i];
+		mutex_lock(&vq->mutex);
+		vq->acked_features = features;
+		mutex_unlock(&vq->mutex);
+	}
+out_unlock:
+	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
+static int vhost_iommu_set_backend_features(struct vhost_iommu *v,
+					    u64 features)
+{
+	struct vhost_virtqueue *vq;
+	int ret;
+	int i;
+
+	if (features & ~VHOST_IOMMU_BACKEND_FEATURES)
+		return -EOPNOTSUPP;
+
+	mutex_lock(&v->dev.mutex);
+	ret = vhost_dev_check_owner(&v->dev);
+	if (ret)
+		goto out_unlock;
+	for (i = 0; i < VHOST_IOMMU_VQ_MAX; i++) {
+		vq = &v->vqs[i];
+		mutex_lock(&vq->mutex);
+		vq->acked_backend_features = features;
+		mutex_unlock(&vq->mutex);
+	}
+out_unlock:
+	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
+/*
+ * Copy an ioctl argument that starts with its size, with the iommufd rules:
+ * a size below @min_size is -EINVAL, non-zero bytes beyond @ksize are -E2BIG.
+ */
+static int vhost_iommu_get_arg(void *karg, size_t ksize, size_t min_size,
+			       void __user *argp, u32 *usize)
+{
+	u32 size;
+	int ret;
+
+	if (get_user(size, (u32 __user *)argp))
+		return -EFAULT;
+	if (size < min_size)
+		return -EINVAL;
+	ret = copy_struct_from_user(karg, ksize, argp, size);
+	if (ret)
+		return ret;
+	*usize = size;
+	return 0;
+}
+
+static long vhost_iommu_get_info(struct vhost_iommu *v, void __user *argp)
+{
+	struct vhost_iommu_info info;
+	u32 usize;
+	int ret;
+
+	ret = vhost_iommu_get_arg(&info, sizeof(info),
+				  offsetofend(struct vhost_iommu_info,
+					      out_resp_payload_max),
+				  argp, &usize);
+	if (ret)
+		return ret;
+	if (info.flags)
+		return -EOPNOTSUPP;
+
+	info.out_channel_version = VHOST_IOMMU_MSG_VERSION;
+	info.out_max_pending = VHOST_IOMMU_MAX_PENDING;
+	info.out_req_msg_size = sizeof(struct vhost_iommu_req_msg);
+	info.out_resp_payload_max = VHOST_IOMMU_PAYLOAD_MAX;
+	if (copy_to_user(argp, &info, min_t(size_t, usize, sizeof(info))))
+		return -EFAULT;
+	return 0;
+}
+
+static long vhost_iommu_set_running(struct vhost_iommu *v, void __user *argp)
+{
+	struct vhost_iommu_running cmd;
+	u32 usize;
+	long ret;
+
+	ret = vhost_iommu_get_arg(&cmd, sizeof(cmd),
+				  offsetofend(struct vhost_iommu_running,
+					      running),
+				  argp, &usize);
+	if (ret)
+		return ret;
+	if (cmd.running > 1)
+		return -EINVAL;
+
+	mutex_lock(&v->dev.mutex);
+	ret = vhost_dev_check_owner(&v->dev);
+	if (ret)
+		goto out_unlock;
+	if (cmd.running) {
+		ret = vhost_iommu_start(v);
+	} else {
+		vhost_iommu_stop(v);
+		vhost_dev_flush(&v->dev);
+	}
+out_unlock:
+	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
+static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
+			      unsigned long arg)
+{
+	struct vhost_iommu *v = f->private_data;
+	void __user *argp = (void __user *)arg;
+	u64 __user *featurep = argp;
+	u64 features;
+	long ret;
+
+	switch (ioctl) {
+	case VHOST_IOMMU_GET_INFO:
+		return vhost_iommu_get_info(v, argp);
+	case VHOST_IOMMU_SET_RUNNING:
+		return vhost_iommu_set_running(v, argp);
+	case VHOST_GET_FEATURES:
+		features = VHOST_IOMMU_FEATURES;
+		if (copy_to_user(featurep, &features, sizeof(features)))
+			return -EFAULT;
+		return 0;
+	case VHOST_SET_FEATURES:
+		if (copy_from_user(&features, featurep, sizeof(features)))
+			return -EFAULT;
+		return vhost_iommu_set_features(v, features);
+	case VHOST_GET_BACKEND_FEATURES:
+		features = VHOST_IOMMU_BACKEND_FEATURES;
+		if (copy_to_user(featurep, &features, sizeof(features)))
+			return -EFAULT;
+		return 0;
+	case VHOST_SET_BACKEND_FEATURES:
+		if (copy_from_user(&features, featurep, sizeof(features)))
+			return -EFAULT;
+		return vhost_iommu_set_backend_features(v, features);
+	case VHOST_RESET_OWNER:
+		return vhost_iommu_reset_owner(v);
+	case VHOST_NEW_WORKER:
+	case VHOST_FREE_WORKER:
+	case VHOST_ATTACH_VRING_WORKER:
+	case VHOST_GET_VRING_WORKER:
+		mutex_lock(&v->dev.mutex);
+		ret = vhost_worker_ioctl(&v->dev, ioctl, argp);
+		mutex_unlock(&v->dev.mutex);
+		return ret;
+	default:
+		mutex_lock(&v->dev.mutex);
+		ret = vhost_dev_ioctl(&v->dev, ioctl, argp);
+		if (ret == -ENOIOCTLCMD)
+			ret = vhost_vring_ioctl(&v->dev, ioctl, argp);
+		else
+			vhost_dev_flush(&v->dev);
+		mutex_unlock(&v->dev.mutex);
+		return ret;
+	}
+}
+
+static const struct file_operations vhost_iommu_fops = {
+	.owner		= THIS_MODULE,
+	.open		= vhost_iommu_open,
+	.release	= vhost_iommu_release,
+	.read		= vhost_iommu_read,
+	.write		= vhost_iommu_write,
+	.poll		= vhost_iommu_poll,
+	.unlocked_ioctl	= vhost_iommu_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.llseek		= noop_llseek,
+};
+
+static struct miscdevice vhost_iommu_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "vhost-iommu",
+	.fops = &vhost_iommu_fops,
+};
+module_misc_device(vhost_iommu_misc);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("vhost virtio-iommu device");
+MODULE_ALIAS("devname:vhost-iommu");
