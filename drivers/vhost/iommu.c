@@ -136,7 +136,7 @@ struct vhost_iommu_req {
 struct vhost_iommu {
 	struct vhost_dev dev;
 	struct vhost_virtqueue vqs[VHOST_IOMMU_VQ_MAX];
-	spinlock_t lock;
+	spinlock_t lock;	/* Protects the lists and counters below */
 	struct list_head queued;
 	struct list_head sent;
 	struct list_head answered;

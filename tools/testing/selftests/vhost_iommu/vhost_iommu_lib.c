@@ -193,7 +193,9 @@ void vi_close(struct vi_dev *d)
 			close(vq->call_fd);
 		if (vq->err_fd >= 0)
 			close(vq->err_fd);
-		vq->kick_fd = vq->call_fd = vq->err_fd = -1;
+		vq->kick_fd = -1;
+		vq->call_fd = -1;
+		vq->err_fd = -1;
 		free(vq->chain_len);
 		vq->chain_len = NULL;
 	}

@@ -78,8 +78,10 @@ unsigned int vi_nr_used(struct vi_dev *d, unsigned int vq);
 /* Whether the error eventfd of @vq fired within @timeout_ms */
 bool vi_vq_error(struct vi_dev *d, unsigned int vq, int timeout_ms);
 
-/* Post a request whose readable part is @req (@req_len bytes) and whose
- * writable part is @resp (@resp_len bytes); returns the head. */
+/*
+ * Post a request whose readable part is @req (@req_len bytes) and whose
+ * writable part is @resp (@resp_len bytes); returns the head.
+ */
 int vi_post_req(struct vi_dev *d, const void *req, uint32_t req_len,
 		void *resp, uint32_t resp_len);
 

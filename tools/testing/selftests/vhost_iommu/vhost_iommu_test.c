@@ -17,11 +17,6 @@
 #include "../kselftest_harness.h"
 #include "vhost_iommu_lib.h"
 
-#ifndef offsetofend
-#define offsetofend(TYPE, MEMBER) \
-	(offsetof(TYPE, MEMBER) + sizeof(((TYPE *)0)->MEMBER))
-#endif
-
 #define TIMEOUT_MS	2000
 /* How long to wait for something that must not happen */
 #define QUIET_MS	100
@@ -84,7 +79,7 @@ static uint8_t *make_req(struct vi_dev *d, uint8_t type, uint32_t len,
 	if (len)
 		req[0] = type;
 	if (len >= 4)
-		req[1] = req[2] = req[3] = 0;
+		memset(req + 1, 0, 3);
 	return req;
 }
 
@@ -111,7 +106,7 @@ TEST_F(vhost_iommu, slow_path_all_types)
 	struct vhost_iommu_req_msg msg;
 	uint32_t id, len;
 
-	for (size_t t = 0; t < sizeof(req_types) / sizeof(req_types[0]); t++) {
+	for (size_t t = 0; t < ARRAY_SIZE(req_types); t++) {
 		uint32_t req_len = req_types[t].len;
 		uint8_t *req = make_req(&self->d, req_types[t].type, req_len, t);
 		uint8_t *resp = make_resp(&self->d, TAIL);
@@ -710,10 +705,13 @@ TEST_F(vhost_iommu, reset_owner_pending)
 		close(vq->kick_fd);
 		close(vq->call_fd);
 		close(vq->err_fd);
-		vq->kick_fd = vq->call_fd = vq->err_fd = -1;
+		vq->kick_fd = -1;
+		vq->call_fd = -1;
+		vq->err_fd = -1;
 		free(vq->chain_len);
 		vq->chain_len = NULL;
-		vq->avail_idx = vq->used_idx = 0;
+		vq->avail_idx = 0;
+		vq->used_idx = 0;
 	}
 	ASSERT_EQ(0, vi_setup(&self->d, FEATURES, RING_NUM));
 
@@ -875,44 +873,51 @@ TEST_F(vhost_iommu, features)
 	EXPECT_EQ(0, ioctl(self->d.fd, VHOST_SET_BACKEND_FEATURES, &features));
 }
 
-/* Size rules of the new ioctls, as iommufd's TEST_LENGTH */
-#define TEST_LENGTH(_struct, _ioctl, _last)				\
-	do {								\
-		size_t min_size = offsetofend(struct _struct, _last);	\
-		struct {						\
-			struct _struct cmd;				\
-			uint8_t extra;					\
-		} cmd = { .cmd = { .size = min_size - 1 },		\
-			  .extra = UINT8_MAX };				\
-		int old_errno;						\
-		int rc;							\
-									\
-		EXPECT_EQ(-1, ioctl(self->d.fd, _ioctl, &cmd));		\
-		EXPECT_EQ(EINVAL, errno);				\
-		cmd.cmd.size = sizeof(struct _struct) + 1;		\
-		EXPECT_EQ(-1, ioctl(self->d.fd, _ioctl, &cmd));		\
-		EXPECT_EQ(E2BIG, errno);				\
-		cmd.cmd.size = sizeof(struct _struct);			\
-		rc = ioctl(self->d.fd, _ioctl, &cmd);			\
-		old_errno = errno;					\
-		cmd.cmd.size = sizeof(struct _struct) + 1;		\
-		cmd.extra = 0;						\
-		if (rc) {						\
-			EXPECT_EQ(-1, ioctl(self->d.fd, _ioctl, &cmd));	\
-			EXPECT_EQ(old_errno, errno);			\
-		} else {						\
-			EXPECT_EQ(0, ioctl(self->d.fd, _ioctl, &cmd));	\
-		}							\
-	} while (0)
+/*
+ * Size rules of the new ioctls, as iommufd's TEST_LENGTH: one byte short is
+ * EINVAL, one byte more is E2BIG when non-zero and accepted when zero.
+ * @size is the size of the structure, which has no optional member yet.
+ */
+static void test_length(struct __test_metadata *_metadata, int fd,
+			unsigned long cmd, size_t size)
+{
+	uint8_t buf[64] = {};
+	uint32_t usize;
+	int old_errno;
+	int rc;
+
+	usize = size - 1;
+	memcpy(buf, &usize, sizeof(usize));
+	buf[size] = UINT8_MAX;
+	EXPECT_EQ(-1, ioctl(fd, cmd, buf));
+	EXPECT_EQ(EINVAL, errno);
+	usize = size + 1;
+	memcpy(buf, &usize, sizeof(usize));
+	EXPECT_EQ(-1, ioctl(fd, cmd, buf));
+	EXPECT_EQ(E2BIG, errno);
+	usize = size;
+	memcpy(buf, &usize, sizeof(usize));
+	rc = ioctl(fd, cmd, buf);
+	old_errno = errno;
+	usize = size + 1;
+	memcpy(buf, &usize, sizeof(usize));
+	buf[size] = 0;
+	if (rc) {
+		EXPECT_EQ(-1, ioctl(fd, cmd, buf));
+		EXPECT_EQ(old_errno, errno);
+	} else {
+		EXPECT_EQ(0, ioctl(fd, cmd, buf));
+	}
+}
 
 TEST_F(vhost_iommu, ioctl_sizes)
 {
 	struct vhost_iommu_info info = { .size = sizeof(info) };
 	struct vhost_iommu_running run = { .size = sizeof(run) };
 
-	TEST_LENGTH(vhost_iommu_info, VHOST_IOMMU_GET_INFO,
-		    out_resp_payload_max);
-	TEST_LENGTH(vhost_iommu_running, VHOST_IOMMU_SET_RUNNING, running);
+	test_length(_metadata, self->d.fd, VHOST_IOMMU_GET_INFO, sizeof(info));
+	test_length(_metadata, self->d.fd, VHOST_IOMMU_SET_RUNNING,
+		    sizeof(run));
 
 	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_IOMMU_GET_INFO, &info));
 	EXPECT_EQ(VHOST_IOMMU_MSG_VERSION, info.out_channel_version);
