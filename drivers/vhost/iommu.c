@@ -240,6 +240,7 @@ static int vhost_iommu_forward(struct vhost_iommu *v, unsigned int head,
 		return vhost_iommu_write_resp(in_iov, in, NULL, 0,
 					      VIRTIO_IOMMU_S_DEVERR);
 
+	req->in_num = in;
 	req->head = head;
 	req->type = buf[0];
 	req->req_len = req_len;
@@ -797,6 +798,48 @@ out_unlock:
 	return ret;
 }
 
+static long vhost_iommu_get_features_array(void __user *argp)
+{
+	u64 features[VIRTIO_FEATURES_U64S] = { VHOST_IOMMU_FEATURES };
+	u64 __user *featurep = argp;
+	u64 count, copied;
+
+	if (get_user(count, featurep))
+		return -EFAULT;
+	copied = min_t(u64, count, VIRTIO_FEATURES_U64S);
+	if (copy_to_user(featurep + 1, features, copied * sizeof(u64)))
+		return -EFAULT;
+	/* Zero the rest of the array userspace provided */
+	if (clear_user(featurep + 1 + copied,
+		       size_mul(count - copied, sizeof(u64))))
+		return -EFAULT;
+	return 0;
+}
+
+static long vhost_iommu_set_features_array(struct vhost_iommu *v,
+					   void __user *argp)
+{
+	u64 features[VIRTIO_FEATURES_U64S] = {};
+	u64 __user *featurep = argp;
+	u64 count, copied, i, word;
+
+	if (get_user(count, featurep))
+		return -EFAULT;
+	copied = min_t(u64, count, VIRTIO_FEATURES_U64S);
+	if (copy_from_user(features, featurep + 1, copied * sizeof(u64)))
+		return -EFAULT;
+	/* Only the first word has features this device knows */
+	for (i = 1; i < count; i++) {
+		if (i < copied)
+			word = features[i];
+		else if (get_user(word, featurep + 1 + i))
+			return -EFAULT;
+		if (word)
+			return -EOPNOTSUPP;
+	}
+	return vhost_iommu_set_features(v, features[0]);
+}
+
 /*
  * Copy an ioctl argument that starts with its size, with the iommufd rules:
  * a size below @min_size is -EINVAL, non-zero bytes beyond @ksize are -E2BIG.
@@ -895,6 +938,10 @@ static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
 		if (copy_from_user(&features, featurep, sizeof(features)))
 			return -EFAULT;
 		return vhost_iommu_set_features(v, features);
+	case VHOST_GET_FEATURES_ARRAY:
+		return vhost_iommu_get_features_array(argp);
+	case VHOST_SET_FEATURES_ARRAY:
+		return vhost_iommu_set_features_array(v, argp);
 	case VHOST_GET_BACKEND_FEATURES:
 		features = VHOST_IOMMU_BACKEND_FEATURES;
 		if (copy_to_user(featurep, &features, sizeof(features)))

@@ -849,7 +849,7 @@ TEST_F(vhost_iommu, other_process)
 /* Feature and backend feature negotiation */
 TEST_F(vhost_iommu, features)
 {
-	uint64_t features;
+	uint64_t features, array[4];
 
 	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_GET_FEATURES, &features));
 	EXPECT_EQ(FEATURES, features & FEATURES);
@@ -863,6 +863,21 @@ TEST_F(vhost_iommu, features)
 	features = BIT64(VIRTIO_F_IN_ORDER);
 	EXPECT_EQ(-1, ioctl(self->d.fd, VHOST_SET_FEATURES, &features));
 	EXPECT_EQ(EOPNOTSUPP, errno);
+
+	/* The array form: the device's features are all in the first word */
+	memset(array, 0xff, sizeof(array));
+	array[0] = 3;
+	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_GET_FEATURES_ARRAY, array));
+	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_GET_FEATURES, &features));
+	EXPECT_EQ(features, array[1]);
+	EXPECT_EQ(0, array[2]);
+	EXPECT_EQ(0, array[3]);
+	array[1] = FEATURES;
+	array[3] = 1;
+	EXPECT_EQ(-1, ioctl(self->d.fd, VHOST_SET_FEATURES_ARRAY, array));
+	EXPECT_EQ(EOPNOTSUPP, errno);
+	array[3] = 0;
+	EXPECT_EQ(0, ioctl(self->d.fd, VHOST_SET_FEATURES_ARRAY, array));
 
 	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_GET_BACKEND_FEATURES, &features));
 	EXPECT_EQ(0, features);
