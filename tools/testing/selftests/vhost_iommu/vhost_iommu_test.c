@@ -441,7 +441,8 @@ TEST_F(vhost_iommu, full_ring)
 	EXPECT_EQ(-ENOSPC, vi_post_req(&self->d, NULL, 1, NULL, 1));
 	vi_kick(&self->d, VI_REQ_VQ);
 
-	while (vi_read_msg(&self->d, &msg, QUIET_MS) == sizeof(msg)) {
+	while (vi_read_msg(&self->d, &msg, read ? 5 * QUIET_MS : TIMEOUT_MS) ==
+	       sizeof(msg)) {
 		EXPECT_EQ(read & 0xff, msg.req[4]);
 		cookies[read++] = msg.cookie;
 	}
