@@ -1,0 +1,693 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO on the iommufd selftest mock vIOMMU:
+ * what reaches the driver and how it is batched (read back through
+ * IOMMU_TEST_OP_VIOMMU_VIRTIO_LOG), every validation error, entry_num on
+ * partial failure, the in-kernel API (iommufd_viommu_get_by_id(),
+ * iommufd_viommu_invalidate(), iommufd_viommu_put_ref()) and its lifetime
+ * rules.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "../kselftest_harness.h"
+#include "../../../../drivers/iommu/iommufd/iommufd_test.h"
+
+#define VSID		0x99
+#define BAD_VSID	0x1234
+
+struct vinv_entry_long {
+	struct iommu_viommu_invalidate_virtio e;
+	uint8_t tail[8];
+};
+
+static int vi_ioas_alloc(int fd, uint32_t *ioas_id)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+	int ret = ioctl(fd, IOMMU_IOAS_ALLOC, &cmd);
+
+	*ioas_id = cmd.out_ioas_id;
+	return ret;
+}
+
+static int vi_mock_domain(int fd, uint32_t ioas_id, uint32_t *stdev_id,
+			  uint32_t *hwpt_id, uint32_t *idev_id)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
+		.id = ioas_id,
+	};
+	int ret = ioctl(fd, IOMMU_TEST_CMD, &cmd);
+
+	*stdev_id = cmd.mock_domain.out_stdev_id;
+	*hwpt_id = cmd.mock_domain.out_hwpt_id;
+	*idev_id = cmd.mock_domain.out_idev_id;
+	return ret;
+}
+
+static int vi_nest_parent(int fd, uint32_t idev_id, uint32_t ioas_id,
+			  uint32_t *hwpt_id)
+{
+	struct iommu_hwpt_alloc cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
+		.dev_id = idev_id,
+		.pt_id = ioas_id,
+		.data_type = IOMMU_HWPT_DATA_NONE,
+	};
+	int ret = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
+
+	*hwpt_id = cmd.out_hwpt_id;
+	return ret;
+}
+
+static int vi_viommu_alloc(int fd, uint32_t idev_id, uint32_t hwpt_id,
+			   uint32_t *viommu_id)
+{
+	struct iommu_viommu_alloc cmd = {
+		.size = sizeof(cmd),
+		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
+		.dev_id = idev_id,
+		.hwpt_id = hwpt_id,
+	};
+	int ret = ioctl(fd, IOMMU_VIOMMU_ALLOC, &cmd);
+
+	*viommu_id = cmd.out_viommu_id;
+	return ret;
+}
+
+static int vi_vdevice_alloc(int fd, uint32_t viommu_id, uint32_t idev_id,
+			    uint64_t virt_id, uint32_t *vdev_id)
+{
+	struct iommu_vdevice_alloc cmd = {
+		.size = sizeof(cmd),
+		.viommu_id = viommu_id,
+		.dev_id = idev_id,
+		.virt_id = virt_id,
+	};
+	int ret = ioctl(fd, IOMMU_VDEVICE_ALLOC, &cmd);
+
+	*vdev_id = cmd.out_vdevice_id;
+	return ret;
+}
+
+static int vi_destroy(int fd, uint32_t id)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+
+	return ioctl(fd, IOMMU_DESTROY, &cmd);
+}
+
+/* IOMMU_HWPT_INVALIDATE; returns 0 or -errno, *num in/out */
+static int vi_inval(int fd, uint32_t id, uint32_t type, const void *data,
+		    uint32_t entry_len, uint32_t *num)
+{
+	struct iommu_hwpt_invalidate cmd = {
+		.size = sizeof(cmd),
+		.hwpt_id = id,
+		.data_uptr = (uintptr_t)data,
+		.data_type = type,
+		.entry_len = entry_len,
+		.entry_num = *num,
+	};
+	int ret = ioctl(fd, IOMMU_HWPT_INVALIDATE, &cmd);
+
+	*num = cmd.entry_num;
+	return ret ? -errno : 0;
+}
+
+/* IOMMU_TEST_OP_VIOMMU_KERNEL_INVALIDATE, same convention */
+static int vi_kinval(int fd, uint32_t id, uint32_t type, const void *data,
+		     uint32_t entry_len, uint32_t *num)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_VIOMMU_KERNEL_INVALIDATE,
+		.id = id,
+		.kernel_invalidate = {
+			.data_uptr = (uintptr_t)data,
+			.data_type = type,
+			.entry_len = entry_len,
+			.entry_num = *num,
+		},
+	};
+	int ret = ioctl(fd, IOMMU_TEST_CMD, &cmd);
+
+	*num = cmd.kernel_invalidate.entry_num;
+	return ret ? -errno : 0;
+}
+
+struct vi_log {
+	uint32_t num;
+	uint32_t calls;
+	uint32_t lost;
+	struct iommu_test_virtio_inv_record rec[MOCK_VIRTIO_LOG_MAX];
+};
+
+static int vi_read_log(int fd, uint32_t viommu_id, struct vi_log *log)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_VIOMMU_VIRTIO_LOG,
+		.id = viommu_id,
+		.virtio_log = {
+			.uptr = (uintptr_t)log->rec,
+			.max = MOCK_VIRTIO_LOG_MAX,
+		},
+	};
+	int ret;
+
+	memset(log, 0, sizeof(*log));
+	ret = ioctl(fd, IOMMU_TEST_CMD, &cmd);
+	log->num = cmd.virtio_log.out_num;
+	log->calls = cmd.virtio_log.out_calls;
+	log->lost = cmd.virtio_log.out_lost;
+	return ret ? -errno : 0;
+}
+
+static int vi_hold(int fd, uint32_t op, uint32_t id)
+{
+	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = op, .id = id };
+
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd) ? -errno : 0;
+}
+
+static struct iommu_viommu_invalidate_virtio
+vi_entry(uint8_t scope, uint8_t caches, uint16_t flags, uint32_t pasid,
+	 uint64_t id, uint64_t address, uint64_t nr_pages, uint8_t page_size)
+{
+	struct iommu_viommu_invalidate_virtio e = {
+		.type = IOMMU_VIRTIO_INVAL_TYPE,
+		.scope = scope,
+		.caches = caches,
+		.flags = htole16(flags),
+		.domain = htole32(7),
+		.pasid = htole32(pasid),
+		.id = htole64(id),
+		.address = htole64(address),
+		.nr_pages = htole64(nr_pages),
+		.page_size = page_size,
+		.vdev_id = htole32((flags & IOMMU_VIRTIO_INVAL_F_VDEV) ? VSID :
+									 0),
+	};
+
+	return e;
+}
+
+/* A valid entry of each shape */
+static struct iommu_viommu_invalidate_virtio vi_good(unsigned int i)
+{
+	switch (i % 4) {
+	case 0:
+		return vi_entry(IOMMU_VIRTIO_INVAL_S_DOMAIN,
+				IOMMU_VIRTIO_INVAL_C_TLB, 0, 0, 0, 0, 0, 0);
+	case 1:
+		return vi_entry(IOMMU_VIRTIO_INVAL_S_PASID,
+				IOMMU_VIRTIO_INVAL_C_TLB |
+				IOMMU_VIRTIO_INVAL_C_PASID,
+				IOMMU_VIRTIO_INVAL_F_PASID |
+				IOMMU_VIRTIO_INVAL_F_ID |
+				IOMMU_VIRTIO_INVAL_F_VDEV, 3, 0x42 + i, 0, 0,
+				0);
+	case 2:
+		return vi_entry(IOMMU_VIRTIO_INVAL_S_ADDRESS,
+				IOMMU_VIRTIO_INVAL_C_TLB,
+				IOMMU_VIRTIO_INVAL_F_ID |
+				IOMMU_VIRTIO_INVAL_F_LEAF, 0, 0x42,
+				0x200000 + i * 0x1000, 1 + i, 12);
+	default:
+		return vi_entry(IOMMU_VIRTIO_INVAL_S_ADDRESS,
+				IOMMU_VIRTIO_INVAL_C_TLB,
+				IOMMU_VIRTIO_INVAL_F_GLOBAL, 0, 0,
+				0x40000000, 2, 21);
+	}
+}
+
+FIXTURE(virtio_inval)
+{
+	int fd;
+	uint32_t ioas_id;
+	uint32_t stdev_id;
+	uint32_t hwpt_id;
+	uint32_t idev_id;
+	uint32_t parent_id;
+	uint32_t viommu_id;
+	uint32_t vdev_id;
+};
+
+FIXTURE_SETUP(virtio_inval)
+{
+	self->fd = open("/dev/iommu", O_RDWR);
+	ASSERT_LE(0, self->fd);
+	ASSERT_EQ(0, vi_ioas_alloc(self->fd, &self->ioas_id));
+	ASSERT_EQ(0, vi_mock_domain(self->fd, self->ioas_id, &self->stdev_id,
+				    &self->hwpt_id, &self->idev_id));
+	ASSERT_EQ(0, vi_nest_parent(self->fd, self->idev_id, self->ioas_id,
+				    &self->parent_id));
+	ASSERT_EQ(0, vi_viommu_alloc(self->fd, self->idev_id, self->parent_id,
+				     &self->viommu_id));
+	ASSERT_EQ(0, vi_vdevice_alloc(self->fd, self->viommu_id, self->idev_id,
+				      VSID, &self->vdev_id));
+}
+
+FIXTURE_TEARDOWN(virtio_inval)
+{
+	close(self->fd);
+}
+
+/* A zero-length array probes the data type */
+TEST_F(virtio_inval, probe)
+{
+	struct vi_log log;
+	uint32_t num = 0;
+
+	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, NULL, 0,
+			      &num));
+	ASSERT_EQ(0, num);
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(1, log.calls);
+	ASSERT_EQ(0, log.num);
+}
+
+/* Every entry reaches the driver byte for byte, in order, in one call */
+TEST_F(virtio_inval, entries_arrive_as_sent)
+{
+	struct iommu_viommu_invalidate_virtio e[8];
+	struct vi_log log;
+	uint32_t num = 8;
+	unsigned int i;
+
+	for (i = 0; i < 8; i++)
+		e[i] = vi_good(i);
+	/* The head's reserved bytes are ignored, and passed through */
+	e[5].__reserved0[0] = 0xa5;
+	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+			      sizeof(e[0]), &num));
+	ASSERT_EQ(8, num);
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(1, log.calls);
+	ASSERT_EQ(8, log.num);
+	ASSERT_EQ(0, log.lost);
+	for (i = 0; i < 8; i++) {
+		ASSERT_EQ(1, log.rec[i].call);
+		ASSERT_EQ(i, log.rec[i].index);
+		ASSERT_EQ(8, log.rec[i].call_entry_num);
+		ASSERT_EQ(0, memcmp(&e[i], &log.rec[i].entry, sizeof(e[i])));
+	}
+	/* Reading cleared the log */
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(0, log.calls);
+	ASSERT_EQ(0, log.num);
+}
+
+/* The batches the caller made are the batches the driver sees */
+TEST_F(virtio_inval, batching)
+{
+	struct iommu_viommu_invalidate_virtio e[5];
+	static const unsigned int split[] = { 2, 1, 0, 2 };
+	unsigned int i, c, n = 0;
+	struct vi_log log;
+
+	for (i = 0; i < 5; i++)
+		e[i] = vi_good(i + 1);
+	for (c = 0; c < 4; c++) {
+		uint32_t num = split[c];
+
+		ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+				      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+				      num ? &e[n] : NULL, sizeof(e[0]), &num));
+		ASSERT_EQ(split[c], num);
+		n += num;
+	}
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(4, log.calls);
+	ASSERT_EQ(5, log.num);
+	ASSERT_EQ(1, log.rec[0].call);
+	ASSERT_EQ(0, log.rec[0].index);
+	ASSERT_EQ(1, log.rec[1].call);
+	ASSERT_EQ(1, log.rec[1].index);
+	ASSERT_EQ(2, log.rec[2].call);
+	ASSERT_EQ(0, log.rec[2].index);
+	ASSERT_EQ(1, log.rec[2].call_entry_num);
+	ASSERT_EQ(4, log.rec[3].call);
+	ASSERT_EQ(4, log.rec[4].call);
+	ASSERT_EQ(1, log.rec[4].index);
+	for (i = 0; i < 5; i++)
+		ASSERT_EQ(0, memcmp(&e[i], &log.rec[i].entry, sizeof(e[i])));
+}
+
+/* The log is bounded: entries beyond it are counted, not stored */
+TEST_F(virtio_inval, log_bounded)
+{
+	struct iommu_viommu_invalidate_virtio e[MOCK_VIRTIO_LOG_MAX + 3];
+	uint32_t num = MOCK_VIRTIO_LOG_MAX + 3;
+	struct vi_log log;
+	unsigned int i;
+
+	for (i = 0; i < num; i++)
+		e[i] = vi_good(i);
+	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+			      sizeof(e[0]), &num));
+	ASSERT_EQ(MOCK_VIRTIO_LOG_MAX + 3, num);
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(MOCK_VIRTIO_LOG_MAX, log.num);
+	ASSERT_EQ(3, log.lost);
+}
+
+struct vi_bad {
+	const char *what;
+	int err;
+	void (*mutate)(struct iommu_viommu_invalidate_virtio *e);
+};
+
+#define VI_BAD(_name, _err, _body)                                        \
+	static void vi_bad_##_name(struct iommu_viommu_invalidate_virtio *e) \
+	{                                                                 \
+		_body;                                                    \
+	}
+#define VI_BAD_REF(_name, _err) { #_name, _err, vi_bad_##_name }
+
+VI_BAD(type_6, EINVAL, e->type = 6)
+VI_BAD(type_0, EINVAL, e->type = 0)
+VI_BAD(scope_0, EINVAL, e->scope = 0)
+VI_BAD(scope_4, EINVAL, e->scope = 4)
+VI_BAD(scope_ff, EINVAL, e->scope = 0xff)
+VI_BAD(caches_0, EINVAL, e->caches = 0)
+VI_BAD(caches_bit2, EINVAL, e->caches |= 1 << 2)
+VI_BAD(caches_bit7, EINVAL, e->caches |= 1 << 7)
+VI_BAD(flags_bit4, EINVAL, e->flags |= htole16(1 << 4))
+VI_BAD(flags_bit8, EINVAL, e->flags |= htole16(1 << 8))
+VI_BAD(flags_bit14, EINVAL, e->flags |= htole16(1 << 14))
+VI_BAD(reserved1_first, EINVAL, e->__reserved1[0] = 1)
+VI_BAD(reserved1_last, EINVAL, e->__reserved1[18] = 0x80)
+VI_BAD(scope_pasid_no_f_pasid, EINVAL,
+       e->flags &= ~htole16(IOMMU_VIRTIO_INVAL_F_PASID))
+VI_BAD(c_pasid_no_vdev, EINVAL,
+       e->flags &= ~htole16(IOMMU_VIRTIO_INVAL_F_VDEV))
+VI_BAD(bad_vdev, EIO, e->vdev_id = htole32(BAD_VSID))
+VI_BAD(vdev_zero, EIO, e->vdev_id = 0)
+
+/* These mutate an address-scope entry */
+VI_BAD(page_size_11, EINVAL, e->page_size = 11)
+VI_BAD(page_size_53, EINVAL, e->page_size = 53)
+VI_BAD(page_size_255, EINVAL, e->page_size = 255)
+VI_BAD(nr_pages_0, EINVAL, e->nr_pages = 0)
+VI_BAD(nr_pages_max, EINVAL, e->nr_pages = htole64(UINT64_MAX))
+VI_BAD(range_wraps, EINVAL,
+       { e->address = htole64(0xfffffffffffff000ULL);
+	 e->nr_pages = htole64(2); })
+VI_BAD(unaligned_range_wraps, EINVAL,
+       { e->address = htole64(0xffffffffffffe800ULL);
+	 e->nr_pages = htole64(2); })
+VI_BAD(all_pages_4k, EINVAL, e->nr_pages = htole64(UINT64_MAX >> 12))
+
+static const struct vi_bad vi_bad_pasid[] = {
+	VI_BAD_REF(type_6, EINVAL),
+	VI_BAD_REF(type_0, EINVAL),
+	VI_BAD_REF(scope_0, EINVAL),
+	VI_BAD_REF(scope_4, EINVAL),
+	VI_BAD_REF(scope_ff, EINVAL),
+	VI_BAD_REF(caches_0, EINVAL),
+	VI_BAD_REF(caches_bit2, EINVAL),
+	VI_BAD_REF(caches_bit7, EINVAL),
+	VI_BAD_REF(flags_bit4, EINVAL),
+	VI_BAD_REF(flags_bit8, EINVAL),
+	VI_BAD_REF(flags_bit14, EINVAL),
+	VI_BAD_REF(reserved1_first, EINVAL),
+	VI_BAD_REF(reserved1_last, EINVAL),
+	VI_BAD_REF(scope_pasid_no_f_pasid, EINVAL),
+	VI_BAD_REF(c_pasid_no_vdev, EINVAL),
+	VI_BAD_REF(bad_vdev, EIO),
+	VI_BAD_REF(vdev_zero, EIO),
+};
+
+static const struct vi_bad vi_bad_address[] = {
+	VI_BAD_REF(page_size_11, EINVAL),
+	VI_BAD_REF(page_size_53, EINVAL),
+	VI_BAD_REF(page_size_255, EINVAL),
+	VI_BAD_REF(nr_pages_0, EINVAL),
+	VI_BAD_REF(nr_pages_max, EINVAL),
+	VI_BAD_REF(range_wraps, EINVAL),
+	VI_BAD_REF(unaligned_range_wraps, EINVAL),
+	VI_BAD_REF(all_pages_4k, EINVAL),
+};
+
+/*
+ * Each bad entry, alone and as the third of four: the call fails with the
+ * documented errno, entry_num counts the entries before it, and exactly
+ * those reached the driver. Through the ioctl and the kernel API.
+ */
+static void vi_check_bad(struct __test_metadata *_metadata, int fd,
+			 uint32_t viommu_id, const struct vi_bad *bad,
+			 struct iommu_viommu_invalidate_virtio base,
+			 bool kernel)
+{
+	struct iommu_viommu_invalidate_virtio e[4];
+	struct vi_log log;
+	uint32_t num;
+	int ret;
+
+	e[0] = vi_good(0);
+	e[1] = vi_good(2);
+	e[2] = base;
+	bad->mutate(&e[2]);
+	e[3] = vi_good(1);
+
+	num = 1;
+	ret = kernel ? vi_kinval(fd, viommu_id,
+				 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e[2],
+				 sizeof(e[0]), &num) :
+		       vi_inval(fd, viommu_id,
+				IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e[2],
+				sizeof(e[0]), &num);
+	EXPECT_EQ(-bad->err, ret) TH_LOG("%s alone", bad->what);
+	EXPECT_EQ(0, num) TH_LOG("%s alone", bad->what);
+
+	num = 4;
+	ret = kernel ? vi_kinval(fd, viommu_id,
+				 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+				 sizeof(e[0]), &num) :
+		       vi_inval(fd, viommu_id,
+				IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+				sizeof(e[0]), &num);
+	EXPECT_EQ(-bad->err, ret) TH_LOG("%s third", bad->what);
+	EXPECT_EQ(2, num) TH_LOG("%s third", bad->what);
+
+	ASSERT_EQ(0, vi_read_log(fd, viommu_id, &log));
+	EXPECT_EQ(2, log.calls);
+	ASSERT_EQ(2, log.num) TH_LOG("%s", bad->what);
+	EXPECT_EQ(2, log.rec[0].call);
+	EXPECT_EQ(0, memcmp(&e[0], &log.rec[0].entry, sizeof(e[0])));
+	EXPECT_EQ(2, log.rec[1].call);
+	EXPECT_EQ(0, memcmp(&e[1], &log.rec[1].entry, sizeof(e[1])));
+}
+
+TEST_F(virtio_inval, bad_entries)
+{
+	struct iommu_viommu_invalidate_virtio pasid = vi_good(1);
+	struct iommu_viommu_invalidate_virtio addr = vi_good(2);
+	unsigned int i, k;
+
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < ARRAY_SIZE(vi_bad_pasid); i++)
+			vi_check_bad(_metadata, self->fd, self->viommu_id,
+				     &vi_bad_pasid[i], pasid, k);
+		for (i = 0; i < ARRAY_SIZE(vi_bad_address); i++)
+			vi_check_bad(_metadata, self->fd, self->viommu_id,
+				     &vi_bad_address[i], addr, k);
+	}
+}
+
+/* Fields a scope does not use are not checked; an unaligned start is fine */
+TEST_F(virtio_inval, lenient_fields)
+{
+	struct iommu_viommu_invalidate_virtio e[3];
+	uint32_t num = 3;
+
+	e[0] = vi_entry(IOMMU_VIRTIO_INVAL_S_DOMAIN, IOMMU_VIRTIO_INVAL_C_TLB,
+			0, 0xffffffff, UINT64_MAX, UINT64_MAX, UINT64_MAX,
+			0xff);
+	e[1] = vi_entry(IOMMU_VIRTIO_INVAL_S_ADDRESS, IOMMU_VIRTIO_INVAL_C_TLB,
+			0, 0, 0, 0x1800, 1, 12);
+	/* The last page of the address space */
+	e[2] = vi_entry(IOMMU_VIRTIO_INVAL_S_ADDRESS, IOMMU_VIRTIO_INVAL_C_TLB,
+			0, 0, 0, 0xfffffffffffff000ULL, 1, 12);
+	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+			      sizeof(e[0]), &num));
+	ASSERT_EQ(3, num);
+}
+
+/* entry_len, entry_num, data_uptr and data_type checks */
+TEST_F(virtio_inval, array_checks)
+{
+	struct iommu_viommu_invalidate_virtio e = vi_good(0);
+	struct vinv_entry_long l[2] = { { .e = vi_good(0) },
+					{ .e = vi_good(2) } };
+	uint8_t *page = calloc(1, getpagesize() + 1);
+	struct vi_log log;
+	uint32_t num;
+	int k;
+
+	ASSERT_NE(NULL, page);
+	for (k = 0; k < 2; k++) {
+		int (*inval)(int, uint32_t, uint32_t, const void *, uint32_t,
+			     uint32_t *) = k ? vi_kinval : vi_inval;
+
+		/* Shorter than the structure */
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id,
+					 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+					 &e, sizeof(e) - 1, &num));
+		EXPECT_EQ(0, num);
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id,
+					 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+					 &e, 4, &num));
+		/* Longer with zero tails: fine */
+		num = 2;
+		EXPECT_EQ(0, inval(self->fd, self->viommu_id,
+				   IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, l,
+				   sizeof(l[0]), &num));
+		EXPECT_EQ(2, num);
+		/* A non-zero tail on the second entry: E2BIG there */
+		l[1].tail[7] = 1;
+		num = 2;
+		EXPECT_EQ(-E2BIG, inval(self->fd, self->viommu_id,
+					IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, l,
+					sizeof(l[0]), &num));
+		EXPECT_EQ(1, num);
+		l[1].tail[7] = 0;
+		/* A whole page per entry is the maximum */
+		memcpy(page, &e, sizeof(e));
+		num = 1;
+		EXPECT_EQ(0, inval(self->fd, self->viommu_id,
+				   IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, page,
+				   getpagesize(), &num));
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id,
+					 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+					 page, getpagesize() + 1, &num));
+		/* Zero length with entries */
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id,
+					 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+					 &e, 0, &num));
+		/* Another data type */
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id,
+					 IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
+					 &e, sizeof(e), &num));
+		EXPECT_EQ(0, num);
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id, 77, &e,
+					 sizeof(e), &num));
+	}
+
+	/* Ioctl only: no pointer, too many entries, a bad pointer */
+	num = 1;
+	EXPECT_EQ(-EINVAL, vi_inval(self->fd, self->viommu_id,
+				    IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, NULL,
+				    sizeof(e), &num));
+	num = (1U << 19) + 1;
+	EXPECT_EQ(-EINVAL, vi_inval(self->fd, self->viommu_id,
+				    IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
+				    sizeof(e), &num));
+	EXPECT_EQ(0, num);
+	num = 1;
+	EXPECT_EQ(-EFAULT, vi_inval(self->fd, self->viommu_id,
+				    IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+				    (void *)8, sizeof(e), &num));
+	EXPECT_EQ(0, num);
+	/* Not a vIOMMU */
+	num = 1;
+	EXPECT_EQ(-EINVAL, vi_inval(self->fd, self->ioas_id,
+				    IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
+				    sizeof(e), &num));
+	num = 1;
+	EXPECT_EQ(-ENOENT, vi_kinval(self->fd, self->ioas_id,
+				     IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
+				     sizeof(e), &num));
+	EXPECT_EQ(0, num);
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	free(page);
+}
+
+/* The kernel-buffer path delivers the same entries */
+TEST_F(virtio_inval, kernel_api)
+{
+	struct iommu_viommu_invalidate_virtio e[4];
+	struct vi_log log;
+	uint32_t num = 4;
+	unsigned int i;
+
+	for (i = 0; i < 4; i++)
+		e[i] = vi_good(i);
+	ASSERT_EQ(0, vi_kinval(self->fd, self->viommu_id,
+			       IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+			       sizeof(e[0]), &num));
+	ASSERT_EQ(4, num);
+	num = 0;
+	ASSERT_EQ(0, vi_kinval(self->fd, self->viommu_id,
+			       IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, NULL, 0,
+			       &num));
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(2, log.calls);
+	ASSERT_EQ(4, log.num);
+	for (i = 0; i < 4; i++) {
+		ASSERT_EQ(1, log.rec[i].call);
+		ASSERT_EQ(0, memcmp(&e[i], &log.rec[i].entry, sizeof(e[i])));
+	}
+}
+
+/* A held vIOMMU cannot be destroyed; released, it can */
+TEST_F(virtio_inval, hold_blocks_destroy)
+{
+	struct iommu_viommu_invalidate_virtio e = vi_good(0);
+	uint32_t num = 1;
+
+	ASSERT_EQ(-ENOENT, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_HOLD,
+				   self->ioas_id));
+	ASSERT_EQ(-ENOENT, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_RELEASE, 0));
+	ASSERT_EQ(0, vi_destroy(self->fd, self->vdev_id));
+	ASSERT_EQ(0, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_HOLD,
+			     self->viommu_id));
+	ASSERT_EQ(-EBUSY, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_HOLD,
+				  self->viommu_id));
+	ASSERT_EQ(-1, vi_destroy(self->fd, self->viommu_id));
+	ASSERT_EQ(EBUSY, errno);
+	/* Still usable */
+	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
+			      sizeof(e), &num));
+	ASSERT_EQ(0, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_RELEASE, 0));
+	ASSERT_EQ(0, vi_destroy(self->fd, self->viommu_id));
+}
+
+/*
+ * Closing the iommufd while a reference is held: the context lives on until
+ * the reference is put (through another iommufd), then everything is freed.
+ */
+TEST_F(virtio_inval, close_while_held)
+{
+	int fd2 = open("/dev/iommu", O_RDWR);
+
+	ASSERT_LE(0, fd2);
+	ASSERT_EQ(0, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_HOLD,
+			     self->viommu_id));
+	ASSERT_EQ(0, close(self->fd));
+	self->fd = fd2;
+	ASSERT_EQ(0, vi_hold(fd2, IOMMU_TEST_OP_VIOMMU_RELEASE, 0));
+}
+
+TEST_HARNESS_MAIN
