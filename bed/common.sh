@@ -42,18 +42,13 @@ CHROOT="$CACHE/chroot-$(chroot_key)"
 # Run a command inside the chroot with the repository at /src (read-only)
 # and the cache at /cache.
 in_chroot() {
-	local m
 	[ -f "$CHROOT/.ready" ] || die "toolchain missing: run bed/toolchain.sh"
 	mkdir -p "$CHROOT/src" "$CHROOT/cache"
-	for m in proc sys dev dev/pts; do
-		mountpoint -q "$CHROOT/$m" || mount --bind "/$m" "$CHROOT/$m"
-	done
-	mountpoint -q "$CHROOT/src" || { mount --bind "$REPO" "$CHROOT/src"; mount -o remount,bind,ro "$CHROOT/src"; }
-	mountpoint -q "$CHROOT/cache" || mount --bind "$CACHE" "$CHROOT/cache"
-	chroot "$CHROOT" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-		LANG=C.UTF-8 CCACHE_DIR=/cache/ccache TERM=dumb "$@"
+	unshare --mount --propagation private -- "$BED_DIR/chroot-exec.sh" "$CHROOT" "$REPO" "$CACHE" "$@"
 }
 
+# Mounts are private to each in_chroot call; this only cleans up mounts
+# left by older versions of these scripts.
 umount_chroot() {
 	local m
 	for m in cache src dev/pts dev sys proc; do

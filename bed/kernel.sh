@@ -22,7 +22,8 @@ bench) FRAGS="$ST/config" ;;
 esac
 
 commit=$("$BED_DIR/tree.sh")
-tree_hash=$(git -C "$CACHE/linux" rev-parse "$commit^{tree}")
+# The kernel depends on the whole tree but tools/ and Documentation/.
+tree_hash=$(git -C "$CACHE/linux" ls-tree "$commit" | grep -Pv '\t(tools|Documentation)$' | sha256sum | cut -c1-40)
 frag_files=""
 for f in $FRAGS; do frag_files="$frag_files $REPO/$f"; done
 # shellcheck disable=SC2086

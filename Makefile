@@ -1,0 +1,54 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# vhost-iommu: build the patched Linux 7.3 arm64 kernel, boot it under QEMU
+# with an emulated nested SMMUv3, and run the tests. Run as root on Debian
+# (the toolchain lives in a Debian trixie chroot under $(CACHE)).
+#
+#   make demo      the main job: boot the test VM and show the nested SMMUv3
+#                  at work, step by step
+#   make test      build everything and run the whole suite in the VM
+#
+# Other targets: toolchain, tree, kernel, bench-kernel, regen, checkpatch,
+# shell, clean-cache. T=name runs one test: make test T=nested_smmu
+
+CACHE ?= $(or $(VHOST_IOMMU_CACHE),$(HOME)/.cache/vhost-iommu)
+export VHOST_IOMMU_CACHE := $(CACHE)
+ST := tools/testing/selftests/vhost_iommu
+
+.PHONY: all demo test toolchain tree kernel bench-kernel regen checkpatch shell clean-cache help
+
+all: help
+
+help:
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+
+toolchain:
+	bash bed/toolchain.sh
+
+tree: toolchain
+	bash bed/tree.sh
+
+kernel: toolchain
+	bash bed/kernel.sh debug
+
+bench-kernel: toolchain
+	bash bed/kernel.sh bench
+
+demo: toolchain
+	bash bed/demo.sh
+
+test: toolchain
+	bash $(ST)/vmtest.sh $(T)
+
+shell: toolchain
+	bash $(ST)/vmtest.sh -s
+
+regen:
+	bash bed/regen.sh
+
+checkpatch: tree
+	bash bed/checkpatch.sh
+
+clean-cache:
+	-bash -c '. bed/common.sh; for c in "$$CACHE"/chroot-*; do CHROOT=$$c umount_chroot; done'
+	rm -rf --one-file-system "$(CACHE)"

@@ -1,0 +1,472 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Nested SMMUv3 oracle for QEMU's edu device: vfio cdev + iommufd setup,
+ * stage-1 context descriptor and page tables in "guest RAM", edu DMA.
+ * See nested_smmu_lib.h.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/vfio.h>
+
+#include "nested_smmu_lib.h"
+
+#define EDU_VENDOR		0x1234
+#define EDU_DEVICE		0x11e8
+#define EDU_REG_ID		0x00
+#define EDU_REG_LIVENESS	0x04
+#define EDU_REG_DMA_SRC		0x80
+#define EDU_REG_DMA_DST		0x88
+#define EDU_REG_DMA_CNT		0x90
+#define EDU_REG_DMA_CMD		0x98
+#define EDU_DMA_START		0x01
+#define EDU_DMA_TO_RAM		0x02	/* direction: device buffer -> RAM */
+#define EDU_DMA_BUF		0x40000	/* the device's DMA buffer address */
+#define EDU_DMA_BUF_SIZE	4096
+
+/* SMMUv3 STE/CD/PTE bits (Arm IHI 0070, as in arm-smmu-v3.h) */
+#define STE0_V			(1ULL << 0)
+#define STE0_CFG_S1_TRANS	(5ULL << 1)
+#define STE1_S1CIR_WBRA		(1ULL << 2)
+#define STE1_S1COR_WBRA		(1ULL << 4)
+#define STE1_S1CSH_ISH		(3ULL << 6)
+#define CD0_T0SZ(x)		((uint64_t)(x) & 0x3f)
+#define CD0_TG0_4K		(0ULL << 6)
+#define CD0_IRGN0_WBWA		(1ULL << 8)
+#define CD0_ORGN0_WBWA		(1ULL << 10)
+#define CD0_SH0_ISH		(3ULL << 12)
+#define CD0_EPD1		(1ULL << 30)
+#define CD0_V			(1ULL << 31)
+#define CD0_IPS_40BIT		(2ULL << 32)
+#define CD0_AA64		(1ULL << 41)
+#define CD0_R			(1ULL << 45)
+#define CD0_A			(1ULL << 46)
+#define CD0_ASET		(1ULL << 47)
+#define CD0_ASID(x)		((uint64_t)(x) << 48)
+#define PTE_VALID_TABLE		0x3ULL	/* valid, table (L1/L2) or page (L3) */
+#define PTE_AP_EL0_RW		(1ULL << 6)
+#define PTE_SH_ISH		(3ULL << 8)
+#define PTE_AF			(1ULL << 10)
+#define CMD_TLBI_ASID(x)	((uint64_t)(x) << 48)
+
+static int fail(struct nested_smmu *n, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(n->err, sizeof(n->err), fmt, ap);
+	va_end(ap);
+	if (len >= 0 && (size_t)len < sizeof(n->err))
+		snprintf(n->err + len, sizeof(n->err) - len, ": %s", strerror(err));
+	return -err;
+}
+
+static int read_hex(const char *path, unsigned long *val)
+{
+	char buf[32];
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return -errno;
+	if (!fgets(buf, sizeof(buf), f)) {
+		fclose(f);
+		return -EIO;
+	}
+	fclose(f);
+	*val = strtoul(buf, NULL, 16);
+	return 0;
+}
+
+static int bdf_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char * const *)a, *(char * const *)b);
+}
+
+/* The edu devices, in BDF order */
+static int edu_list(char ***out)
+{
+	char path[300], **list = NULL;
+	unsigned long vendor, device;
+	struct dirent *de;
+	int count = 0;
+	DIR *d;
+
+	d = opendir("/sys/bus/pci/devices");
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", de->d_name);
+		if (read_hex(path, &vendor) || vendor != EDU_VENDOR)
+			continue;
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", de->d_name);
+		if (read_hex(path, &device) || device != EDU_DEVICE)
+			continue;
+		list = realloc(list, sizeof(*list) * (count + 1));
+		list[count++] = strdup(de->d_name);
+	}
+	closedir(d);
+	qsort(list, count, sizeof(*list), bdf_cmp);
+	*out = list;
+	return count;
+}
+
+int edu_count(void)
+{
+	char **list;
+	int i, n = edu_list(&list);
+
+	for (i = 0; i < n; i++)
+		free(list[i]);
+	if (n >= 0)
+		free(list);
+	return n;
+}
+
+int edu_bdf(int index, char *bdf, size_t len)
+{
+	char **list;
+	int i, n = edu_list(&list), ret = -ENODEV;
+
+	if (n < 0)
+		return n;
+	if (index < n) {
+		snprintf(bdf, len, "%s", list[index]);
+		ret = 0;
+	}
+	for (i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+	return ret;
+}
+
+static int edu_rd32(struct edu_dev *edu, uint64_t reg, uint32_t *val)
+{
+	return pread(edu->fd, val, 4, edu->bar0 + reg) == 4 ? 0 : -EIO;
+}
+
+static int edu_wr32(struct edu_dev *edu, uint64_t reg, uint32_t val)
+{
+	return pwrite(edu->fd, &val, 4, edu->bar0 + reg) == 4 ? 0 : -EIO;
+}
+
+static int edu_wr64(struct edu_dev *edu, uint64_t reg, uint64_t val)
+{
+	return pwrite(edu->fd, &val, 8, edu->bar0 + reg) == 8 ? 0 : -EIO;
+}
+
+int edu_open(struct edu_dev *edu, int index, int iommufd)
+{
+	struct vfio_region_info reg = { .argsz = sizeof(reg) };
+	struct vfio_device_bind_iommufd bind = {
+		.argsz = sizeof(bind),
+		.iommufd = iommufd,
+	};
+	char path[300];
+	struct dirent *de;
+	uint16_t cmd;
+	uint32_t id;
+	DIR *d;
+	int ret;
+
+	memset(edu, 0, sizeof(*edu));
+	edu->fd = -1;
+	ret = edu_bdf(index, edu->bdf, sizeof(edu->bdf));
+	if (ret)
+		return ret;
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vfio-dev", edu->bdf);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	path[0] = 0;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, "vfio", 4))
+			snprintf(path, sizeof(path), "/dev/vfio/devices/%s", de->d_name);
+	closedir(d);
+	if (!path[0])
+		return -ENODEV;
+	edu->fd = open(path, O_RDWR | O_CLOEXEC);
+	if (edu->fd < 0)
+		return -errno;
+	if (ioctl(edu->fd, VFIO_DEVICE_BIND_IOMMUFD, &bind))
+		goto err;
+	edu->dev_id = bind.out_devid;
+
+	reg.index = VFIO_PCI_BAR0_REGION_INDEX;
+	if (ioctl(edu->fd, VFIO_DEVICE_GET_REGION_INFO, &reg))
+		goto err;
+	edu->bar0 = reg.offset;
+	reg.index = VFIO_PCI_CONFIG_REGION_INDEX;
+	reg.argsz = sizeof(reg);
+	if (ioctl(edu->fd, VFIO_DEVICE_GET_REGION_INFO, &reg))
+		goto err;
+	edu->cfg = reg.offset;
+
+	/* Memory space and bus master */
+	if (pread(edu->fd, &cmd, 2, edu->cfg + 4) != 2)
+		goto err;
+	cmd |= 0x6;
+	if (pwrite(edu->fd, &cmd, 2, edu->cfg + 4) != 2)
+		goto err;
+	if (edu_rd32(edu, EDU_REG_ID, &id) || (id & 0xff) != 0xed) {
+		errno = ENODEV;
+		goto err;
+	}
+	return 0;
+err:
+	ret = -errno;
+	close(edu->fd);
+	edu->fd = -1;
+	return ret;
+}
+
+void edu_close(struct edu_dev *edu)
+{
+	if (edu->fd >= 0)
+		close(edu->fd);
+	edu->fd = -1;
+}
+
+int edu_dma(struct edu_dev *edu, uint64_t iova, uint32_t len, bool to_ram)
+{
+	struct timespec start, now;
+	uint32_t cmd;
+
+	if (len > EDU_DMA_BUF_SIZE)
+		return -EINVAL;
+	if (edu_wr64(edu, EDU_REG_DMA_SRC, to_ram ? EDU_DMA_BUF : iova) ||
+	    edu_wr64(edu, EDU_REG_DMA_DST, to_ram ? iova : EDU_DMA_BUF) ||
+	    edu_wr64(edu, EDU_REG_DMA_CNT, len) ||
+	    edu_wr32(edu, EDU_REG_DMA_CMD, EDU_DMA_START | (to_ram ? EDU_DMA_TO_RAM : 0)))
+		return -EIO;
+	/* The model completes a DMA after a 100 ms timer */
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		if (edu_rd32(edu, EDU_REG_DMA_CMD, &cmd))
+			return -EIO;
+		if (!(cmd & EDU_DMA_START))
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - start.tv_sec > 10)
+			return -ETIMEDOUT;
+		usleep(2000);
+	}
+}
+
+void *nsmmu_page(struct nested_smmu *n, int page)
+{
+	return n->ram + page * NSMMU_PAGE_SIZE;
+}
+
+uint64_t nsmmu_ipa(int page)
+{
+	return NSMMU_IPA_BASE + page * NSMMU_PAGE_SIZE;
+}
+
+static uint64_t *table(struct nested_smmu *n, int page)
+{
+	return nsmmu_page(n, page);
+}
+
+void nsmmu_map(struct nested_smmu *n, uint64_t va, int page)
+{
+	uint64_t *l3 = table(n, NSMMU_PG_L3);
+
+	/* All test VAs share L1[0] -> L2[1] -> L3 (2 MiB .. 4 MiB) */
+	l3[(va >> 12) & 0x1ff] = nsmmu_ipa(page) | PTE_AF | PTE_SH_ISH |
+				  PTE_AP_EL0_RW | PTE_VALID_TABLE;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+static void build_tables(struct nested_smmu *n)
+{
+	uint64_t *cd = table(n, NSMMU_PG_CD);
+
+	memset(n->ram, 0, NSMMU_NR_PAGES * NSMMU_PAGE_SIZE);
+	table(n, NSMMU_PG_L1)[0] = nsmmu_ipa(NSMMU_PG_L2) | PTE_VALID_TABLE;
+	table(n, NSMMU_PG_L2)[1] = nsmmu_ipa(NSMMU_PG_L3) | PTE_VALID_TABLE;
+	nsmmu_map(n, NSMMU_VA_SRC, NSMMU_PG_SRC);
+	nsmmu_map(n, NSMMU_VA_X, NSMMU_PG_A);
+	cd[1] = nsmmu_ipa(NSMMU_PG_L1);
+	cd[3] = 0;	/* MAIR: attribute 0 = device nGnRnE, unused by the model */
+	cd[0] = CD0_T0SZ(25) | CD0_TG0_4K | CD0_IRGN0_WBWA | CD0_ORGN0_WBWA |
+		CD0_SH0_ISH | CD0_EPD1 | CD0_V | CD0_IPS_40BIT | CD0_AA64 |
+		CD0_R | CD0_A | CD0_ASET | CD0_ASID(n->asid);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+int nsmmu_setup(struct nested_smmu *n, int index, uint32_t vsid)
+{
+	struct iommu_hw_info info = { .size = sizeof(info) };
+	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
+	struct iommu_ioas_map map = { .size = sizeof(map) };
+	struct iommu_hwpt_alloc s2 = { .size = sizeof(s2) };
+	struct iommu_viommu_alloc viommu = { .size = sizeof(viommu) };
+	struct iommu_vdevice_alloc vdev = { .size = sizeof(vdev) };
+	struct iommu_hwpt_arm_smmuv3 ste = {};
+	struct iommu_hwpt_alloc s1 = { .size = sizeof(s1) };
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
+	int ret;
+
+	memset(n, 0, sizeof(*n));
+	n->edu.fd = -1;
+	n->vsid = vsid;
+	n->asid = 0x42;
+	n->iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (n->iommufd < 0)
+		return fail(n, errno, "open /dev/iommu");
+	ret = edu_open(&n->edu, index, n->iommufd);
+	if (ret)
+		return fail(n, -ret, "edu device %d", index);
+
+	info.dev_id = n->edu.dev_id;
+	info.data_len = sizeof(n->hw);
+	info.data_uptr = (uintptr_t)&n->hw;
+	if (ioctl(n->iommufd, IOMMU_GET_HW_INFO, &info))
+		return fail(n, errno, "IOMMU_GET_HW_INFO");
+	if (info.out_data_type != IOMMU_HW_INFO_TYPE_ARM_SMMUV3)
+		return fail(n, EOPNOTSUPP, "not an SMMUv3 (type %u)", info.out_data_type);
+
+	if (ioctl(n->iommufd, IOMMU_IOAS_ALLOC, &ioas))
+		return fail(n, errno, "IOMMU_IOAS_ALLOC");
+	n->ioas_id = ioas.out_ioas_id;
+
+	n->ram = mmap(NULL, NSMMU_NR_PAGES * NSMMU_PAGE_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (n->ram == MAP_FAILED) {
+		n->ram = NULL;
+		return fail(n, errno, "mmap guest RAM");
+	}
+	build_tables(n);
+	map.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+		    IOMMU_IOAS_MAP_WRITEABLE;
+	map.ioas_id = n->ioas_id;
+	map.user_va = (uintptr_t)n->ram;
+	map.length = NSMMU_NR_PAGES * NSMMU_PAGE_SIZE;
+	map.iova = NSMMU_IPA_BASE;
+	if (ioctl(n->iommufd, IOMMU_IOAS_MAP, &map))
+		return fail(n, errno, "IOMMU_IOAS_MAP of the guest RAM");
+
+	s2.flags = IOMMU_HWPT_ALLOC_NEST_PARENT;
+	s2.dev_id = n->edu.dev_id;
+	s2.pt_id = n->ioas_id;
+	if (ioctl(n->iommufd, IOMMU_HWPT_ALLOC, &s2))
+		return fail(n, errno, "IOMMU_HWPT_ALLOC nest parent");
+	n->s2_hwpt_id = s2.out_hwpt_id;
+
+	viommu.type = IOMMU_VIOMMU_TYPE_ARM_SMMUV3;
+	viommu.dev_id = n->edu.dev_id;
+	viommu.hwpt_id = n->s2_hwpt_id;
+	if (ioctl(n->iommufd, IOMMU_VIOMMU_ALLOC, &viommu))
+		return fail(n, errno, "IOMMU_VIOMMU_ALLOC (is the IORT CANWBS override in place?)");
+	n->viommu_id = viommu.out_viommu_id;
+
+	vdev.viommu_id = n->viommu_id;
+	vdev.dev_id = n->edu.dev_id;
+	vdev.virt_id = vsid;
+	if (ioctl(n->iommufd, IOMMU_VDEVICE_ALLOC, &vdev))
+		return fail(n, errno, "IOMMU_VDEVICE_ALLOC");
+	n->vdevice_id = vdev.out_vdevice_id;
+
+	ste.ste[0] = nsmmu_ipa(NSMMU_PG_CD) | STE0_CFG_S1_TRANS | STE0_V;
+	ste.ste[1] = STE1_S1CIR_WBRA | STE1_S1COR_WBRA | STE1_S1CSH_ISH;
+	s1.dev_id = n->edu.dev_id;
+	s1.pt_id = n->viommu_id;
+	s1.data_type = IOMMU_HWPT_DATA_ARM_SMMUV3;
+	s1.data_len = sizeof(ste);
+	s1.data_uptr = (uintptr_t)&ste;
+	if (ioctl(n->iommufd, IOMMU_HWPT_ALLOC, &s1))
+		return fail(n, errno, "IOMMU_HWPT_ALLOC nested (vSTE)");
+	n->nested_hwpt_id = s1.out_hwpt_id;
+
+	attach.pt_id = n->nested_hwpt_id;
+	if (ioctl(n->edu.fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
+		return fail(n, errno, "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
+	return 0;
+}
+
+void nsmmu_teardown(struct nested_smmu *n)
+{
+	/* Closing the device detaches it; closing iommufd frees every object. */
+	edu_close(&n->edu);
+	if (n->iommufd >= 0)
+		close(n->iommufd);
+	n->iommufd = -1;
+	if (n->ram)
+		munmap(n->ram, NSMMU_NR_PAGES * NSMMU_PAGE_SIZE);
+	n->ram = NULL;
+}
+
+int nsmmu_probe(struct nested_smmu *n, uint64_t va)
+{
+	static const int data_pages[] = { NSMMU_PG_A, NSMMU_PG_B, NSMMU_PG_C };
+	uint32_t *src = nsmmu_page(n, NSMMU_PG_SRC);
+	int i, found = -1;
+	unsigned int w;
+
+	n->pattern = (n->pattern + 0x01010101u) ^ 0x5a000000u;
+	for (w = 0; w < 16; w++)
+		src[w] = n->pattern + w;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* Source page -> device buffer -> @va, both through the nested tables */
+	if (edu_dma(&n->edu, NSMMU_VA_SRC, 64, false) ||
+	    edu_dma(&n->edu, va, 64, true))
+		return -2;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	for (i = 0; i < 3; i++) {
+		uint32_t *p = nsmmu_page(n, data_pages[i]);
+
+		if (!memcmp(p, src, 64)) {
+			if (found >= 0)
+				return -3;
+			found = data_pages[i];
+		}
+	}
+	return found;
+}
+
+int nsmmu_invalidate_cmds(struct nested_smmu *n, const uint64_t (*cmds)[2],
+			  uint32_t *num)
+{
+	struct iommu_hwpt_invalidate inv = {
+		.size = sizeof(inv),
+		.hwpt_id = n->viommu_id,
+		.data_uptr = (uintptr_t)cmds,
+		.data_type = IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
+		.entry_len = sizeof(cmds[0]),
+		.entry_num = *num,
+	};
+	int ret = ioctl(n->iommufd, IOMMU_HWPT_INVALIDATE, &inv) ? -errno : 0;
+
+	*num = inv.entry_num;
+	return ret;
+}
+
+int nsmmu_tlbi_va(struct nested_smmu *n, uint64_t va)
+{
+	uint64_t cmd[1][2] = {{
+		NSMMU_CMD_TLBI_NH_VA | CMD_TLBI_ASID(n->asid),
+		va & ~0xfffULL,
+	}};
+	uint32_t num = 1;
+
+	return nsmmu_invalidate_cmds(n, cmd, &num);
+}
+
+int nsmmu_tlbi_asid(struct nested_smmu *n)
+{
+	uint64_t cmd[1][2] = {{ NSMMU_CMD_TLBI_NH_ASID | CMD_TLBI_ASID(n->asid), 0 }};
+	uint32_t num = 1;
+
+	return nsmmu_invalidate_cmds(n, cmd, &num);
+}

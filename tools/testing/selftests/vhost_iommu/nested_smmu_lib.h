@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A nested SMMUv3 translation for QEMU's "edu" PCI device, driven from
+ * userspace through vfio cdev and iommufd: the oracle with which every
+ * invalidation path of vhost-iommu is proven.
+ *
+ * The test plays a guest: it owns a small "guest RAM" (IPA space, mapped at
+ * stage 2 by iommufd), writes a stage-1 context descriptor and page tables
+ * into it, installs a guest STE through a nested HWPT on a vIOMMU, and makes
+ * the edu device DMA through the S1+S2 translation. QEMU's SMMUv3 caches
+ * translations, so after a page-table change DMA keeps landing where the
+ * stale IOTLB entry says until the right invalidation is issued.
+ */
+#ifndef NESTED_SMMU_LIB_H
+#define NESTED_SMMU_LIB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/iommufd.h>
+
+/* Guest RAM layout, in pages from NSMMU_IPA_BASE */
+#define NSMMU_IPA_BASE		0x01000000ULL
+#define NSMMU_PAGE_SIZE		4096ULL
+#define NSMMU_PG_CD		0	/* context descriptor */
+#define NSMMU_PG_L1		1	/* stage-1 tables, 4K granule, T0SZ 25 */
+#define NSMMU_PG_L2		2
+#define NSMMU_PG_L3		3
+#define NSMMU_PG_A		4	/* data pages */
+#define NSMMU_PG_B		5
+#define NSMMU_PG_C		6
+#define NSMMU_PG_SRC		7	/* the DMA source page */
+#define NSMMU_NR_PAGES		16
+
+/* Stage-1 virtual addresses used by the tests (all in one L3 table) */
+#define NSMMU_VA_SRC		0x300000ULL
+#define NSMMU_VA_X		0x200000ULL
+#define NSMMU_VA_Y		0x201000ULL
+
+/* SMMUv3 command opcodes the tests use */
+#define NSMMU_CMD_CFGI_CD	0x05
+#define NSMMU_CMD_CFGI_CD_ALL	0x06
+#define NSMMU_CMD_TLBI_NH_ALL	0x10
+#define NSMMU_CMD_TLBI_NH_ASID	0x11
+#define NSMMU_CMD_TLBI_NH_VA	0x12
+#define NSMMU_CMD_TLBI_S12_VMALL 0x28
+
+struct edu_dev {
+	char bdf[32];
+	int fd;			/* vfio cdev */
+	uint32_t dev_id;	/* iommufd device ID */
+	uint64_t bar0;		/* region offsets in the vfio fd */
+	uint64_t cfg;
+};
+
+struct nested_smmu {
+	int iommufd;
+	struct edu_dev edu;
+	uint32_t ioas_id;
+	uint32_t s2_hwpt_id;
+	uint32_t viommu_id;
+	uint32_t vdevice_id;
+	uint32_t nested_hwpt_id;
+	uint32_t vsid;
+	uint16_t asid;
+	uint8_t *ram;		/* guest RAM, NSMMU_NR_PAGES pages at NSMMU_IPA_BASE */
+	struct iommu_hw_info_arm_smmuv3 hw;
+	uint32_t pattern;	/* last pattern written by nsmmu_probe() */
+	char err[256];		/* what failed, for the test's message */
+};
+
+/* Number of edu devices bound to vfio-pci, and the BDF of the index-th. */
+int edu_count(void);
+int edu_bdf(int index, char *bdf, size_t len);
+
+/* Open the index-th edu device and bind it to @iommufd. */
+int edu_open(struct edu_dev *edu, int index, int iommufd);
+void edu_close(struct edu_dev *edu);
+/* One DMA: to_ram copies the device buffer to @iova, else @iova to it. */
+int edu_dma(struct edu_dev *edu, uint64_t iova, uint32_t len, bool to_ram);
+
+/*
+ * Set up the whole nested translation on the index-th edu device, on a new
+ * iommufd: IOAS with the guest RAM at IPA, S2 nest parent, vIOMMU, vDEVICE
+ * with @vsid, S1 tables mapping NSMMU_VA_SRC to the source page and
+ * NSMMU_VA_X to page A, nested HWPT with a translating guest STE, attach.
+ * Returns 0, or -errno with n->err set.
+ */
+int nsmmu_setup(struct nested_smmu *n, int index, uint32_t vsid);
+void nsmmu_teardown(struct nested_smmu *n);
+
+void *nsmmu_page(struct nested_smmu *n, int page);
+uint64_t nsmmu_ipa(int page);
+/* Point the stage-1 PTE of @va at guest page @page (no invalidation). */
+void nsmmu_map(struct nested_smmu *n, uint64_t va, int page);
+
+/*
+ * The oracle: write a fresh pattern into the source page, DMA it through
+ * the device to @va, and return the index of the guest page that received
+ * it (-1 if none did, -2 if the DMA failed).
+ */
+int nsmmu_probe(struct nested_smmu *n, uint64_t va);
+
+/* Native SMMUv3 invalidation through IOMMU_HWPT_INVALIDATE on the vIOMMU. */
+int nsmmu_invalidate_cmds(struct nested_smmu *n, const uint64_t (*cmds)[2],
+			  uint32_t *num);
+int nsmmu_tlbi_va(struct nested_smmu *n, uint64_t va);
+int nsmmu_tlbi_asid(struct nested_smmu *n);
+
+#endif

@@ -1,0 +1,219 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot the vhost-iommu test kernel in an arm64 QEMU "virt" machine with an
+# emulated, nesting-capable SMMUv3 (ACPI boot, IORT patched to mark the root
+# complex CANWBS), two "edu" PCI devices bound to vfio-pci, and run the
+# selftests inside. The run fails on any failed test and on any Oops, WARN,
+# BUG, KASAN, UBSAN, lockdep, RCU or kmemleak report in the guest's kernel log.
+#
+# In the spirit of tools/testing/selftests/vsock/vmtest.sh and bpf's vmtest.sh.
+
+SELF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$SELF_DIR/../../../../bed/common.sh"
+
+usage() {
+	cat <<EOT
+Usage: $0 [options] [TEST[:ARGS]]...
+
+Builds (or reuses) the kernel and the static arm64 test programs, boots the
+test VM and runs the tests. With no TEST, runs the whole suite:
+$(suite | awk '{printf "  %-18s %s s\n", $1, $2}')
+ARGS are passed to the test program, with commas for spaces, for example
+  $0 nested_smmu:-t,stale_iotlb      one test of a kselftest_harness program
+  $0 iommufd:-f,iommufd_viommu         one fixture of the iommufd selftest
+
+Options:
+  -f FLAVOR   kernel flavour: debug (default; KASAN, UBSAN, lockdep, kmemleak)
+              or bench (no debug options, for measurements)
+  -k DIR      use an already built kernel directory (Image, include/)
+  -T SECS     timeout of the whole VM run (default: sum of the tests + 300)
+  -q ARGS     extra QEMU arguments
+  -a ARGS     extra kernel command line
+  -s          start a shell in the VM instead of the tests (interactive)
+  -K          keep going when the kernel log has a splat (report only)
+  -h          this help
+Environment: VHOST_IOMMU_CACHE (cache directory, default ~/.cache/vhost-iommu).
+EOT
+}
+
+# name, timeout in seconds (debug kernel), command line inside the VM
+suite() {
+	cat <<'EOT'
+kunit              0    -
+nested_smmu        300  /tests/nested_smmu
+iommufd            900  /tests/iommufd
+iommufd_fail_nth   900  /tests/iommufd_fail_nth
+EOT
+	# Programs of this directory's Makefile join the suite automatically.
+	local p
+	for p in $(sed -n 's/^TEST_GEN_PROGS += //p' "$SELF_DIR/Makefile"); do
+		[ "$p" = nested_smmu ] && continue
+		printf '%-18s %-4s /tests/%s\n' "$p" 600 "$p"
+	done
+}
+
+FLAVOR=debug
+KDIR=
+TIMEOUT=
+QEMU_EXTRA=
+CMDLINE_EXTRA=
+SHELL_MODE=0
+KEEP_GOING=0
+while getopts "f:k:T:q:a:sKh" opt; do
+	case $opt in
+	f) FLAVOR=$OPTARG ;;
+	k) KDIR=$OPTARG ;;
+	T) TIMEOUT=$OPTARG ;;
+	q) QEMU_EXTRA=$OPTARG ;;
+	a) CMDLINE_EXTRA=$OPTARG ;;
+	s) SHELL_MODE=1 ;;
+	K) KEEP_GOING=1 ;;
+	h) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+
+T0=$(date +%s)
+stage() { log "stage: $* (+$(( $(date +%s) - T0 )) s)"; }
+
+# Select the tests.
+SEL=$(mktemp)
+RUNDIR=$(mktemp -d)
+cleanup() { rm -rf "$SEL" "$RUNDIR"; umount_chroot; }
+trap cleanup EXIT
+if [ $# -eq 0 ]; then
+	suite > "$SEL"
+else
+	for t in "$@"; do
+		name=${t%%:*}
+		args=
+		[ "$name" != "$t" ] && args=${t#*:}
+		line=$(suite | awk -v n="$name" '$1 == n')
+		[ -n "$line" ] || die "unknown test '$name' (see -h)"
+		echo "$line${args:+ ${args//,/ }}" >> "$SEL"
+	done
+fi
+
+# 1. Kernel.
+stage "kernel"
+if [ -z "$KDIR" ]; then
+	KDIR=$("$BED_DIR/kernel.sh" "$FLAVOR" | tail -1)
+fi
+[ -f "$KDIR/Image" ] || die "no Image in $KDIR"
+KREL=$(basename "$KDIR")
+mkdir -p "$CACHE/run"
+ln -sfn "$KDIR" "$CACHE/run/kernel"
+
+# 2. Test programs, built static in the assembled tree.
+stage "test programs"
+TESTOUT=/cache/run/tests
+rm -rf "$CACHE/run/tests"; mkdir -p "$CACHE/run/tests/vhost_iommu" "$CACHE/run/tests/iommu"
+KHDR="-isystem /cache/run/kernel/include"
+TOUT="-DTEST_TIMEOUT_DEFAULT=600"
+in_chroot bash -c "set -e
+	make -s -C /cache/linux/tools/testing/selftests/vhost_iommu OUTPUT=$TESTOUT/vhost_iommu \
+		CC='aarch64-linux-gnu-gcc -static' KHDR_INCLUDES='$KHDR' USERCFLAGS='$TOUT' 2>&1
+	make -s -C /cache/linux/tools/testing/selftests/iommu OUTPUT=$TESTOUT/iommu \
+		CC='aarch64-linux-gnu-gcc -static' KHDR_INCLUDES='$KHDR' USERCFLAGS='$TOUT' 2>&1" |
+	grep -v 'warning: Using .getpwnam\|getpwnam\|in statically linked' >&2 || true
+for p in $(awk '$3 != "-" {print $3}' "$SEL"); do
+	b=$(basename "$p")
+	[ -x "$CACHE/run/tests/vhost_iommu/$b" ] || [ -x "$CACHE/run/tests/iommu/$b" ] ||
+		die "test program $b was not built"
+done
+
+# 3. The IORT override: QEMU's own IORT with CANWBS set on the root
+#    complex, made once per QEMU build by booting a probe VM.
+QEMU_ARGS="-M virt,iommu=smmuv3,gic-version=3,virtualization=on -cpu max,pauth-impdef=on \
+-smp 2 -m 2G -nographic -no-reboot -nic none \
+-bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd -device edu -device edu"
+IORT="$CACHE/iort-$(key_of "$(chroot_key)" "$QEMU_ARGS" "$SELF_DIR/iort_canwbs.py").cpio"
+BUSYBOX=$CHROOT/opt/busybox-arm64/usr/bin/busybox
+
+mkinitramfs() { # dir -> cpio.gz on stdout
+	(cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1)
+}
+
+base_root() { # dir
+	mkdir -p "$1"/{bin,sbin,proc,sys,dev,tmp,tests,etc,mnt}
+	cp "$BUSYBOX" "$1/bin/busybox"
+	for a in sh mount mkdir cat echo ls sleep poweroff dmesg base64 cut grep awk timeout \
+		uname date sed head tail wc find chmod ln rm cp tr readlink basename seq od; do
+		ln -sf busybox "$1/bin/$a"
+	done
+}
+
+run_qemu() { # initrd timeout log append...
+	local initrd=$1 tmo=$2 logf=$3; shift 3
+	# shellcheck disable=SC2086
+	in_chroot timeout --foreground -k 10 "$tmo" qemu-system-aarch64 $QEMU_ARGS $QEMU_EXTRA \
+		-kernel /cache/run/kernel/Image -initrd "$initrd" -append "$*" \
+		< /dev/null > "$logf" 2>&1
+}
+
+if [ ! -f "$IORT" ]; then
+	stage "probe boot for the IORT table"
+	P=$CACHE/run/probe; rm -rf "$P"; base_root "$P"
+	cat > "$P/init" <<'EOT'
+#!/bin/sh
+mount -t proc proc /proc; mount -t sysfs sys /sys
+echo IORT-BEGIN; base64 /sys/firmware/acpi/tables/IORT; echo IORT-END
+poweroff -f
+EOT
+	chmod +x "$P/init"
+	mkinitramfs "$P" > "$CACHE/run/probe.cpio.gz"
+	run_qemu /cache/run/probe.cpio.gz 300 "$CACHE/run/probe.log" \
+		console=ttyAMA0 acpi=force panic=-1 loglevel=3 || true
+	tr -d '\r' < "$CACHE/run/probe.log" | sed -n '/^IORT-BEGIN/,/^IORT-END/p' | sed '1d;$d' |
+		base64 -d > "$CACHE/run/iort.orig" 2>/dev/null ||
+		{ tail -30 "$CACHE/run/probe.log"; die "could not read QEMU's IORT"; }
+	rm -rf "$CACHE/run/iortroot"; mkdir -p "$CACHE/run/iortroot/kernel/firmware/acpi"
+	in_chroot python3 /src/tools/testing/selftests/vhost_iommu/iort_canwbs.py /cache/run/iort.orig \
+		/cache/run/iortroot/kernel/firmware/acpi/iort.aml >&2 || die "IORT patch failed"
+	(cd "$CACHE/run/iortroot" && find kernel | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) > "$IORT.tmp"
+	mv "$IORT.tmp" "$IORT"
+fi
+
+# 4. The initramfs.
+stage "initramfs"
+R=$CACHE/run/root; rm -rf "$R"; base_root "$R"
+cp "$CACHE"/run/tests/vhost_iommu/* "$CACHE"/run/tests/iommu/* "$R/tests/" 2>/dev/null || true
+awk '{ printf "%s %s", $1, $2; for (i = 3; i <= NF; i++) printf " %s", $i; printf "\n" }' "$SEL" > "$R/tests/list"
+echo "$SHELL_MODE" > "$R/etc/shell_mode"
+cp "$SELF_DIR/vm_init.sh" "$R/init"; chmod +x "$R/init"
+mkinitramfs "$R" > "$CACHE/run/root.cpio.gz"
+cat "$IORT" "$CACHE/run/root.cpio.gz" > "$CACHE/run/initrd"
+
+# 5. Boot and run.
+if [ -z "$TIMEOUT" ]; then
+	TIMEOUT=$(awk '{ s += $2 } END { print s + 300 }' "$SEL")
+	[ "$FLAVOR" = bench ] && TIMEOUT=$((TIMEOUT / 2 + 300))
+fi
+CMDLINE="console=ttyAMA0 acpi=force panic=-1 panic_on_warn=1 loglevel=4 hugepages=80 \
+kmemleak=on oops=panic $CMDLINE_EXTRA"
+LOG=$CACHE/run/console.log
+if [ "$SHELL_MODE" = 1 ]; then
+	# shellcheck disable=SC2086
+	in_chroot qemu-system-aarch64 $QEMU_ARGS $QEMU_EXTRA -kernel /cache/run/kernel/Image \
+		-initrd /cache/run/initrd -append "$CMDLINE"
+	exit 0
+fi
+stage "boot ($KREL, timeout ${TIMEOUT} s)"
+run_qemu /cache/run/initrd "$TIMEOUT" "$LOG" "$CMDLINE" &
+qpid=$!
+# Stream the test output (not the kernel log) while the VM runs.
+SHOW='^(VMTEST|ok |not ok |# (PASSED|FAILED|Totals|  RUN|     OK|  FAIL|  SKIP))'
+[ "${VMTEST_VERBOSE:-0}" = 1 ] && SHOW='^(VMTEST|ok |not ok |#)'
+( tail -n +1 -F "$LOG" 2>/dev/null | tr -d '\r' | grep --line-buffered -E "$SHOW" ) &
+tpid=$!
+wait $qpid; qrc=$?
+sleep 1; kill $tpid 2>/dev/null; wait $tpid 2>/dev/null
+stage "VM exited (qemu status $qrc)"
+
+# 6. Verdict.
+tr -d '\r' < "$LOG" > "$CACHE/run/log"
+cp "$SEL" "$CACHE/run/selection"
+in_chroot python3 /src/tools/testing/selftests/vhost_iommu/vm_verdict.py /cache/run/log \
+	/cache/run/selection "$KEEP_GOING" "$qrc"
