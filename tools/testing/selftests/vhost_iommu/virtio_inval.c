@@ -10,6 +10,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,83 +365,79 @@ TEST_F(virtio_inval, log_bounded)
 	ASSERT_EQ(3, log.lost);
 }
 
+/* An entry change: up to two fields set to little-endian values */
 struct vi_bad {
 	const char *what;
 	int err;
-	void (*mutate)(struct iommu_viommu_invalidate_virtio *e);
+	size_t off[2];
+	size_t len[2];
+	uint64_t val[2];
 };
 
-#define VI_BAD(_name, _err, _body)                                        \
-	static void vi_bad_##_name(struct iommu_viommu_invalidate_virtio *e) \
-	{                                                                 \
-		_body;                                                    \
-	}
-#define VI_BAD_REF(_name, _err) { #_name, _err, vi_bad_##_name }
+#define VI_FLD_OFF(f) offsetof(struct iommu_viommu_invalidate_virtio, f)
+#define VI_FLD_LEN(f) sizeof(((struct iommu_viommu_invalidate_virtio *)0)->f)
+#define VI_SET1(_what, _err, _f, _v)                                      \
+	{ .what = _what, .err = _err, .off = { VI_FLD_OFF(_f) },          \
+	  .len = { VI_FLD_LEN(_f) }, .val = { _v } }
+#define VI_SET2(_what, _err, _f1, _v1, _f2, _v2)                          \
+	{ .what = _what, .err = _err,                                     \
+	  .off = { VI_FLD_OFF(_f1), VI_FLD_OFF(_f2) },                    \
+	  .len = { VI_FLD_LEN(_f1), VI_FLD_LEN(_f2) },                    \
+	  .val = { _v1, _v2 } }
 
-VI_BAD(type_6, EINVAL, e->type = 6)
-VI_BAD(type_0, EINVAL, e->type = 0)
-VI_BAD(scope_0, EINVAL, e->scope = 0)
-VI_BAD(scope_4, EINVAL, e->scope = 4)
-VI_BAD(scope_ff, EINVAL, e->scope = 0xff)
-VI_BAD(caches_0, EINVAL, e->caches = 0)
-VI_BAD(caches_bit2, EINVAL, e->caches |= 1 << 2)
-VI_BAD(caches_bit7, EINVAL, e->caches |= 1 << 7)
-VI_BAD(flags_bit4, EINVAL, e->flags |= htole16(1 << 4))
-VI_BAD(flags_bit8, EINVAL, e->flags |= htole16(1 << 8))
-VI_BAD(flags_bit14, EINVAL, e->flags |= htole16(1 << 14))
-VI_BAD(reserved1_first, EINVAL, e->__reserved1[0] = 1)
-VI_BAD(reserved1_last, EINVAL, e->__reserved1[18] = 0x80)
-VI_BAD(scope_pasid_no_f_pasid, EINVAL,
-       e->flags &= ~htole16(IOMMU_VIRTIO_INVAL_F_PASID))
-VI_BAD(c_pasid_no_vdev, EINVAL,
-       e->flags &= ~htole16(IOMMU_VIRTIO_INVAL_F_VDEV))
-VI_BAD(bad_vdev, EIO, e->vdev_id = htole32(BAD_VSID))
-VI_BAD(vdev_zero, EIO, e->vdev_id = 0)
+/* The flags of vi_good(1) */
+#define VI_PF	(IOMMU_VIRTIO_INVAL_F_PASID | IOMMU_VIRTIO_INVAL_F_ID | \
+		 IOMMU_VIRTIO_INVAL_F_VDEV)
 
-/* These mutate an address-scope entry */
-VI_BAD(page_size_11, EINVAL, e->page_size = 11)
-VI_BAD(page_size_53, EINVAL, e->page_size = 53)
-VI_BAD(page_size_255, EINVAL, e->page_size = 255)
-VI_BAD(nr_pages_0, EINVAL, e->nr_pages = 0)
-VI_BAD(nr_pages_max, EINVAL, e->nr_pages = htole64(UINT64_MAX))
-VI_BAD(range_wraps, EINVAL,
-       { e->address = htole64(0xfffffffffffff000ULL);
-	 e->nr_pages = htole64(2); })
-VI_BAD(unaligned_range_wraps, EINVAL,
-       { e->address = htole64(0xffffffffffffe800ULL);
-	 e->nr_pages = htole64(2); })
-VI_BAD(all_pages_4k, EINVAL, e->nr_pages = htole64(UINT64_MAX >> 12))
-
+/* Changes of vi_good(1), a PASID-scope entry with C_PASID and a vdev */
 static const struct vi_bad vi_bad_pasid[] = {
-	VI_BAD_REF(type_6, EINVAL),
-	VI_BAD_REF(type_0, EINVAL),
-	VI_BAD_REF(scope_0, EINVAL),
-	VI_BAD_REF(scope_4, EINVAL),
-	VI_BAD_REF(scope_ff, EINVAL),
-	VI_BAD_REF(caches_0, EINVAL),
-	VI_BAD_REF(caches_bit2, EINVAL),
-	VI_BAD_REF(caches_bit7, EINVAL),
-	VI_BAD_REF(flags_bit4, EINVAL),
-	VI_BAD_REF(flags_bit8, EINVAL),
-	VI_BAD_REF(flags_bit14, EINVAL),
-	VI_BAD_REF(reserved1_first, EINVAL),
-	VI_BAD_REF(reserved1_last, EINVAL),
-	VI_BAD_REF(scope_pasid_no_f_pasid, EINVAL),
-	VI_BAD_REF(c_pasid_no_vdev, EINVAL),
-	VI_BAD_REF(bad_vdev, EIO),
-	VI_BAD_REF(vdev_zero, EIO),
+	VI_SET1("type 6", EINVAL, type, 6),
+	VI_SET1("type 0", EINVAL, type, 0),
+	VI_SET1("scope 0", EINVAL, scope, 0),
+	VI_SET1("scope 4", EINVAL, scope, 4),
+	VI_SET1("scope 0xff", EINVAL, scope, 0xff),
+	VI_SET1("caches 0", EINVAL, caches, 0),
+	VI_SET1("caches bit 2", EINVAL, caches, 7),
+	VI_SET1("caches bit 7", EINVAL, caches, 0x83),
+	VI_SET1("flags bit 4", EINVAL, flags, VI_PF | 1 << 4),
+	VI_SET1("flags bit 8", EINVAL, flags, VI_PF | 1 << 8),
+	VI_SET1("flags bit 14", EINVAL, flags, VI_PF | 1 << 14),
+	VI_SET1("reserved1 first byte", EINVAL, __reserved1[0], 1),
+	VI_SET1("reserved1 last byte", EINVAL, __reserved1[18], 0x80),
+	VI_SET1("S_PASID without F_PASID", EINVAL, flags,
+		VI_PF & ~IOMMU_VIRTIO_INVAL_F_PASID),
+	VI_SET1("C_PASID without F_VDEV", EINVAL, flags,
+		VI_PF & ~IOMMU_VIRTIO_INVAL_F_VDEV),
+	VI_SET1("unknown vdev_id", EIO, vdev_id, BAD_VSID),
+	VI_SET1("vdev_id 0", EIO, vdev_id, 0),
 };
 
+/* Changes of vi_good(2), an address-scope entry */
 static const struct vi_bad vi_bad_address[] = {
-	VI_BAD_REF(page_size_11, EINVAL),
-	VI_BAD_REF(page_size_53, EINVAL),
-	VI_BAD_REF(page_size_255, EINVAL),
-	VI_BAD_REF(nr_pages_0, EINVAL),
-	VI_BAD_REF(nr_pages_max, EINVAL),
-	VI_BAD_REF(range_wraps, EINVAL),
-	VI_BAD_REF(unaligned_range_wraps, EINVAL),
-	VI_BAD_REF(all_pages_4k, EINVAL),
+	VI_SET1("page_size 11", EINVAL, page_size, 11),
+	VI_SET1("page_size 53", EINVAL, page_size, 53),
+	VI_SET1("page_size 255", EINVAL, page_size, 255),
+	VI_SET1("nr_pages 0", EINVAL, nr_pages, 0),
+	VI_SET1("nr_pages U64_MAX", EINVAL, nr_pages, UINT64_MAX),
+	VI_SET1("all 4K pages", EINVAL, nr_pages, UINT64_MAX >> 12),
+	VI_SET2("range past 2^64", EINVAL, address, 0xfffffffffffff000ULL,
+		nr_pages, 2),
+	VI_SET2("unaligned range past 2^64", EINVAL, address,
+		0xffffffffffffe800ULL, nr_pages, 2),
 };
+
+static void vi_apply(struct iommu_viommu_invalidate_virtio *e,
+		     const struct vi_bad *bad)
+{
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		uint64_t v = htole64(bad->val[i]);
+
+		if (bad->len[i])
+			memcpy((uint8_t *)e + bad->off[i], &v, bad->len[i]);
+	}
+}
 
 /*
  * Each bad entry, alone and as the third of four: the call fails with the
@@ -460,7 +457,7 @@ static void vi_check_bad(struct __test_metadata *_metadata, int fd,
 	e[0] = vi_good(0);
 	e[1] = vi_good(2);
 	e[2] = base;
-	bad->mutate(&e[2]);
+	vi_apply(&e[2], bad);
 	e[3] = vi_good(1);
 
 	num = 1;
