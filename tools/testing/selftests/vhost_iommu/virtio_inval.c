@@ -25,10 +25,10 @@
 
 struct vinv_entry_long {
 	struct iommu_viommu_invalidate_virtio e;
-	uint8_t tail[8];
+	__u8 tail[8];
 };
 
-static int vi_ioas_alloc(int fd, uint32_t *ioas_id)
+static int vi_ioas_alloc(int fd, __u32 *ioas_id)
 {
 	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
 	int ret = ioctl(fd, IOMMU_IOAS_ALLOC, &cmd);
@@ -37,8 +37,8 @@ static int vi_ioas_alloc(int fd, uint32_t *ioas_id)
 	return ret;
 }
 
-static int vi_mock_domain(int fd, uint32_t ioas_id, uint32_t *stdev_id,
-			  uint32_t *hwpt_id, uint32_t *idev_id)
+static int vi_mock_domain(int fd, __u32 ioas_id, __u32 *stdev_id,
+			  __u32 *hwpt_id, __u32 *idev_id)
 {
 	struct iommu_test_cmd cmd = {
 		.size = sizeof(cmd),
@@ -53,8 +53,8 @@ static int vi_mock_domain(int fd, uint32_t ioas_id, uint32_t *stdev_id,
 	return ret;
 }
 
-static int vi_nest_parent(int fd, uint32_t idev_id, uint32_t ioas_id,
-			  uint32_t *hwpt_id)
+static int vi_nest_parent(int fd, __u32 idev_id, __u32 ioas_id,
+			  __u32 *hwpt_id)
 {
 	struct iommu_hwpt_alloc cmd = {
 		.size = sizeof(cmd),
@@ -69,8 +69,8 @@ static int vi_nest_parent(int fd, uint32_t idev_id, uint32_t ioas_id,
 	return ret;
 }
 
-static int vi_viommu_alloc(int fd, uint32_t idev_id, uint32_t hwpt_id,
-			   uint32_t *viommu_id)
+static int vi_viommu_alloc(int fd, __u32 idev_id, __u32 hwpt_id,
+			   __u32 *viommu_id)
 {
 	struct iommu_viommu_alloc cmd = {
 		.size = sizeof(cmd),
@@ -84,8 +84,8 @@ static int vi_viommu_alloc(int fd, uint32_t idev_id, uint32_t hwpt_id,
 	return ret;
 }
 
-static int vi_vdevice_alloc(int fd, uint32_t viommu_id, uint32_t idev_id,
-			    uint64_t virt_id, uint32_t *vdev_id)
+static int vi_vdevice_alloc(int fd, __u32 viommu_id, __u32 idev_id,
+			    __u64 virt_id, __u32 *vdev_id)
 {
 	struct iommu_vdevice_alloc cmd = {
 		.size = sizeof(cmd),
@@ -99,7 +99,7 @@ static int vi_vdevice_alloc(int fd, uint32_t viommu_id, uint32_t idev_id,
 	return ret;
 }
 
-static int vi_destroy(int fd, uint32_t id)
+static int vi_destroy(int fd, __u32 id)
 {
 	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
 
@@ -107,8 +107,8 @@ static int vi_destroy(int fd, uint32_t id)
 }
 
 /* IOMMU_HWPT_INVALIDATE; returns 0 or -errno, *num in/out */
-static int vi_inval(int fd, uint32_t id, uint32_t type, const void *data,
-		    uint32_t entry_len, uint32_t *num)
+static int vi_inval(int fd, __u32 id, __u32 type, const void *data,
+		    __u32 entry_len, __u32 *num)
 {
 	struct iommu_hwpt_invalidate cmd = {
 		.size = sizeof(cmd),
@@ -125,8 +125,8 @@ static int vi_inval(int fd, uint32_t id, uint32_t type, const void *data,
 }
 
 /* IOMMU_TEST_OP_VIOMMU_KERNEL_INVALIDATE, same convention */
-static int vi_kinval(int fd, uint32_t id, uint32_t type, const void *data,
-		     uint32_t entry_len, uint32_t *num)
+static int vi_kinval(int fd, __u32 id, __u32 type, const void *data,
+		     __u32 entry_len, __u32 *num)
 {
 	struct iommu_test_cmd cmd = {
 		.size = sizeof(cmd),
@@ -146,13 +146,13 @@ static int vi_kinval(int fd, uint32_t id, uint32_t type, const void *data,
 }
 
 struct vi_log {
-	uint32_t num;
-	uint32_t calls;
-	uint32_t lost;
+	__u32 num;
+	__u32 calls;
+	__u32 lost;
 	struct iommu_test_virtio_inv_record rec[MOCK_VIRTIO_LOG_MAX];
 };
 
-static int vi_read_log(int fd, uint32_t viommu_id, struct vi_log *log)
+static int vi_read_log(int fd, __u32 viommu_id, struct vi_log *log)
 {
 	struct iommu_test_cmd cmd = {
 		.size = sizeof(cmd),
@@ -173,7 +173,7 @@ static int vi_read_log(int fd, uint32_t viommu_id, struct vi_log *log)
 	return ret ? -errno : 0;
 }
 
-static int vi_hold(int fd, uint32_t op, uint32_t id)
+static int vi_hold(int fd, __u32 op, __u32 id)
 {
 	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = op, .id = id };
 
@@ -181,8 +181,8 @@ static int vi_hold(int fd, uint32_t op, uint32_t id)
 }
 
 static struct iommu_viommu_invalidate_virtio
-vi_entry(uint8_t scope, uint8_t caches, uint16_t flags, uint32_t pasid,
-	 uint64_t id, uint64_t address, uint64_t nr_pages, uint8_t page_size)
+vi_entry(__u8 scope, __u8 caches, __u16 flags, __u32 pasid,
+	 __u64 id, __u64 address, __u64 nr_pages, __u8 page_size)
 {
 	struct iommu_viommu_invalidate_virtio e = {
 		.type = IOMMU_VIRTIO_INVAL_TYPE,
@@ -234,13 +234,13 @@ static struct iommu_viommu_invalidate_virtio vi_good(unsigned int i)
 FIXTURE(virtio_inval)
 {
 	int fd;
-	uint32_t ioas_id;
-	uint32_t stdev_id;
-	uint32_t hwpt_id;
-	uint32_t idev_id;
-	uint32_t parent_id;
-	uint32_t viommu_id;
-	uint32_t vdev_id;
+	__u32 ioas_id;
+	__u32 stdev_id;
+	__u32 hwpt_id;
+	__u32 idev_id;
+	__u32 parent_id;
+	__u32 viommu_id;
+	__u32 vdev_id;
 };
 
 FIXTURE_SETUP(virtio_inval)
@@ -267,7 +267,7 @@ FIXTURE_TEARDOWN(virtio_inval)
 TEST_F(virtio_inval, probe)
 {
 	struct vi_log log;
-	uint32_t num = 0;
+	__u32 num = 0;
 
 	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
 			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, NULL, 0,
@@ -283,7 +283,7 @@ TEST_F(virtio_inval, entries_arrive_as_sent)
 {
 	struct iommu_viommu_invalidate_virtio e[8];
 	struct vi_log log;
-	uint32_t num = 8;
+	__u32 num = 8;
 	unsigned int i;
 
 	for (i = 0; i < 8; i++)
@@ -321,7 +321,7 @@ TEST_F(virtio_inval, batching)
 	for (i = 0; i < 5; i++)
 		e[i] = vi_good(i + 1);
 	for (c = 0; c < 4; c++) {
-		uint32_t num = split[c];
+		__u32 num = split[c];
 
 		ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
 				      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
@@ -350,7 +350,7 @@ TEST_F(virtio_inval, batching)
 TEST_F(virtio_inval, log_bounded)
 {
 	struct iommu_viommu_invalidate_virtio e[MOCK_VIRTIO_LOG_MAX + 3];
-	uint32_t num = MOCK_VIRTIO_LOG_MAX + 3;
+	__u32 num = MOCK_VIRTIO_LOG_MAX + 3;
 	struct vi_log log;
 	unsigned int i;
 
@@ -371,7 +371,7 @@ struct vi_bad {
 	int err;
 	size_t off[2];
 	size_t len[2];
-	uint64_t val[2];
+	__u64 val[2];
 };
 
 #define VI_FLD_OFF(f) offsetof(struct iommu_viommu_invalidate_virtio, f)
@@ -432,10 +432,10 @@ static void vi_apply(struct iommu_viommu_invalidate_virtio *e,
 	unsigned int i;
 
 	for (i = 0; i < 2; i++) {
-		uint64_t v = htole64(bad->val[i]);
+		__u64 v = htole64(bad->val[i]);
 
 		if (bad->len[i])
-			memcpy((uint8_t *)e + bad->off[i], &v, bad->len[i]);
+			memcpy((__u8 *)e + bad->off[i], &v, bad->len[i]);
 	}
 }
 
@@ -445,13 +445,13 @@ static void vi_apply(struct iommu_viommu_invalidate_virtio *e,
  * those reached the driver. Through the ioctl and the kernel API.
  */
 static void vi_check_bad(struct __test_metadata *_metadata, int fd,
-			 uint32_t viommu_id, const struct vi_bad *bad,
+			 __u32 viommu_id, const struct vi_bad *bad,
 			 struct iommu_viommu_invalidate_virtio base,
 			 bool kernel)
 {
 	struct iommu_viommu_invalidate_virtio e[4];
 	struct vi_log log;
-	uint32_t num;
+	__u32 num;
 	int ret;
 
 	e[0] = vi_good(0);
@@ -509,7 +509,7 @@ TEST_F(virtio_inval, bad_entries)
 TEST_F(virtio_inval, lenient_fields)
 {
 	struct iommu_viommu_invalidate_virtio e[3];
-	uint32_t num = 3;
+	__u32 num = 3;
 
 	e[0] = vi_entry(IOMMU_VIRTIO_INVAL_S_DOMAIN, IOMMU_VIRTIO_INVAL_C_TLB,
 			0, 0xffffffff, UINT64_MAX, UINT64_MAX, UINT64_MAX,
@@ -531,15 +531,15 @@ TEST_F(virtio_inval, array_checks)
 	struct iommu_viommu_invalidate_virtio e = vi_good(0);
 	struct vinv_entry_long l[2] = { { .e = vi_good(0) },
 					{ .e = vi_good(2) } };
-	uint8_t *page = calloc(1, getpagesize() + 1);
+	__u8 *page = calloc(1, getpagesize() + 1);
 	struct vi_log log;
-	uint32_t num;
+	__u32 num;
 	int k;
 
 	ASSERT_NE(NULL, page);
 	for (k = 0; k < 2; k++) {
-		int (*inval)(int, uint32_t, uint32_t, const void *, uint32_t,
-			     uint32_t *) = k ? vi_kinval : vi_inval;
+		int (*inval)(int, __u32, __u32, const void *, __u32,
+			     __u32 *) = k ? vi_kinval : vi_inval;
 
 		/* Shorter than the structure */
 		num = 1;
@@ -625,7 +625,7 @@ TEST_F(virtio_inval, kernel_api)
 {
 	struct iommu_viommu_invalidate_virtio e[4];
 	struct vi_log log;
-	uint32_t num = 4;
+	__u32 num = 4;
 	unsigned int i;
 
 	for (i = 0; i < 4; i++)
@@ -651,7 +651,7 @@ TEST_F(virtio_inval, kernel_api)
 TEST_F(virtio_inval, hold_blocks_destroy)
 {
 	struct iommu_viommu_invalidate_virtio e = vi_good(0);
-	uint32_t num = 1;
+	__u32 num = 1;
 
 	ASSERT_EQ(-ENOENT, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_HOLD,
 				   self->ioas_id));
