@@ -365,25 +365,27 @@ TEST_F(virtio_inval, log_bounded)
 	ASSERT_EQ(3, log.lost);
 }
 
-/* An entry change: up to two fields set to little-endian values */
+/* An entry change: up to two fields set to new values */
+enum vi_field {
+	VF_NONE,
+	VF_TYPE,
+	VF_SCOPE,
+	VF_CACHES,
+	VF_FLAGS,
+	VF_RES1_FIRST,
+	VF_RES1_LAST,
+	VF_VDEV_ID,
+	VF_PAGE_SIZE,
+	VF_NR_PAGES,
+	VF_ADDRESS,
+};
+
 struct vi_bad {
 	const char *what;
 	int err;
-	size_t off[2];
-	size_t len[2];
+	enum vi_field field[2];
 	__u64 val[2];
 };
-
-#define VI_FLD_OFF(f) offsetof(struct iommu_viommu_invalidate_virtio, f)
-#define VI_FLD_LEN(f) sizeof(((struct iommu_viommu_invalidate_virtio *)0)->f)
-#define VI_SET1(_what, _err, _f, _v)                                      \
-	{ .what = _what, .err = _err, .off = { VI_FLD_OFF(_f) },          \
-	  .len = { VI_FLD_LEN(_f) }, .val = { _v } }
-#define VI_SET2(_what, _err, _f1, _v1, _f2, _v2)                          \
-	{ .what = _what, .err = _err,                                     \
-	  .off = { VI_FLD_OFF(_f1), VI_FLD_OFF(_f2) },                    \
-	  .len = { VI_FLD_LEN(_f1), VI_FLD_LEN(_f2) },                    \
-	  .val = { _v1, _v2 } }
 
 /* The flags of vi_good(1) */
 #define VI_PF	(IOMMU_VIRTIO_INVAL_F_PASID | IOMMU_VIRTIO_INVAL_F_ID | \
@@ -391,39 +393,39 @@ struct vi_bad {
 
 /* Changes of vi_good(1), a PASID-scope entry with C_PASID and a vdev */
 static const struct vi_bad vi_bad_pasid[] = {
-	VI_SET1("type 6", EINVAL, type, 6),
-	VI_SET1("type 0", EINVAL, type, 0),
-	VI_SET1("scope 0", EINVAL, scope, 0),
-	VI_SET1("scope 4", EINVAL, scope, 4),
-	VI_SET1("scope 0xff", EINVAL, scope, 0xff),
-	VI_SET1("caches 0", EINVAL, caches, 0),
-	VI_SET1("caches bit 2", EINVAL, caches, 7),
-	VI_SET1("caches bit 7", EINVAL, caches, 0x83),
-	VI_SET1("flags bit 4", EINVAL, flags, VI_PF | 1 << 4),
-	VI_SET1("flags bit 8", EINVAL, flags, VI_PF | 1 << 8),
-	VI_SET1("flags bit 14", EINVAL, flags, VI_PF | 1 << 14),
-	VI_SET1("reserved1 first byte", EINVAL, __reserved1[0], 1),
-	VI_SET1("reserved1 last byte", EINVAL, __reserved1[18], 0x80),
-	VI_SET1("S_PASID without F_PASID", EINVAL, flags,
-		VI_PF & ~IOMMU_VIRTIO_INVAL_F_PASID),
-	VI_SET1("C_PASID without F_VDEV", EINVAL, flags,
-		VI_PF & ~IOMMU_VIRTIO_INVAL_F_VDEV),
-	VI_SET1("unknown vdev_id", EIO, vdev_id, BAD_VSID),
-	VI_SET1("vdev_id 0", EIO, vdev_id, 0),
+	{ "type 6", EINVAL, { VF_TYPE }, { 6 } },
+	{ "type 0", EINVAL, { VF_TYPE }, { 0 } },
+	{ "scope 0", EINVAL, { VF_SCOPE }, { 0 } },
+	{ "scope 4", EINVAL, { VF_SCOPE }, { 4 } },
+	{ "scope 0xff", EINVAL, { VF_SCOPE }, { 0xff } },
+	{ "caches 0", EINVAL, { VF_CACHES }, { 0 } },
+	{ "caches bit 2", EINVAL, { VF_CACHES }, { 7 } },
+	{ "caches bit 7", EINVAL, { VF_CACHES }, { 0x83 } },
+	{ "flags bit 4", EINVAL, { VF_FLAGS }, { VI_PF | 1 << 4 } },
+	{ "flags bit 8", EINVAL, { VF_FLAGS }, { VI_PF | 1 << 8 } },
+	{ "flags bit 14", EINVAL, { VF_FLAGS }, { VI_PF | 1 << 14 } },
+	{ "reserved1 first byte", EINVAL, { VF_RES1_FIRST }, { 1 } },
+	{ "reserved1 last byte", EINVAL, { VF_RES1_LAST }, { 0x80 } },
+	{ "S_PASID without F_PASID", EINVAL, { VF_FLAGS },
+	  { VI_PF & ~IOMMU_VIRTIO_INVAL_F_PASID } },
+	{ "C_PASID without F_VDEV", EINVAL, { VF_FLAGS },
+	  { VI_PF & ~IOMMU_VIRTIO_INVAL_F_VDEV } },
+	{ "unknown vdev_id", EIO, { VF_VDEV_ID }, { BAD_VSID } },
+	{ "vdev_id 0", EIO, { VF_VDEV_ID }, { 0 } },
 };
 
 /* Changes of vi_good(2), an address-scope entry */
 static const struct vi_bad vi_bad_address[] = {
-	VI_SET1("page_size 11", EINVAL, page_size, 11),
-	VI_SET1("page_size 53", EINVAL, page_size, 53),
-	VI_SET1("page_size 255", EINVAL, page_size, 255),
-	VI_SET1("nr_pages 0", EINVAL, nr_pages, 0),
-	VI_SET1("nr_pages U64_MAX", EINVAL, nr_pages, UINT64_MAX),
-	VI_SET1("all 4K pages", EINVAL, nr_pages, UINT64_MAX >> 12),
-	VI_SET2("range past 2^64", EINVAL, address, 0xfffffffffffff000ULL,
-		nr_pages, 2),
-	VI_SET2("unaligned range past 2^64", EINVAL, address,
-		0xffffffffffffe800ULL, nr_pages, 2),
+	{ "page_size 11", EINVAL, { VF_PAGE_SIZE }, { 11 } },
+	{ "page_size 53", EINVAL, { VF_PAGE_SIZE }, { 53 } },
+	{ "page_size 255", EINVAL, { VF_PAGE_SIZE }, { 255 } },
+	{ "nr_pages 0", EINVAL, { VF_NR_PAGES }, { 0 } },
+	{ "nr_pages U64_MAX", EINVAL, { VF_NR_PAGES }, { UINT64_MAX } },
+	{ "all 4K pages", EINVAL, { VF_NR_PAGES }, { UINT64_MAX >> 12 } },
+	{ "range past 2^64", EINVAL, { VF_ADDRESS, VF_NR_PAGES },
+	  { 0xfffffffffffff000ULL, 2 } },
+	{ "unaligned range past 2^64", EINVAL, { VF_ADDRESS, VF_NR_PAGES },
+	  { 0xffffffffffffe800ULL, 2 } },
 };
 
 static void vi_apply(struct iommu_viommu_invalidate_virtio *e,
@@ -432,10 +434,42 @@ static void vi_apply(struct iommu_viommu_invalidate_virtio *e,
 	unsigned int i;
 
 	for (i = 0; i < 2; i++) {
-		__u64 v = htole64(bad->val[i]);
+		__u64 v = bad->val[i];
 
-		if (bad->len[i])
-			memcpy((__u8 *)e + bad->off[i], &v, bad->len[i]);
+		switch (bad->field[i]) {
+		case VF_NONE:
+			break;
+		case VF_TYPE:
+			e->type = v;
+			break;
+		case VF_SCOPE:
+			e->scope = v;
+			break;
+		case VF_CACHES:
+			e->caches = v;
+			break;
+		case VF_FLAGS:
+			e->flags = htole16(v);
+			break;
+		case VF_RES1_FIRST:
+			e->__reserved1[0] = v;
+			break;
+		case VF_RES1_LAST:
+			e->__reserved1[sizeof(e->__reserved1) - 1] = v;
+			break;
+		case VF_VDEV_ID:
+			e->vdev_id = htole32(v);
+			break;
+		case VF_PAGE_SIZE:
+			e->page_size = v;
+			break;
+		case VF_NR_PAGES:
+			e->nr_pages = htole64(v);
+			break;
+		case VF_ADDRESS:
+			e->address = htole64(v);
+			break;
+		}
 	}
 }
 
