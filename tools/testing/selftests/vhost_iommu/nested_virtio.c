@@ -32,10 +32,10 @@
 #define F_VDEV		IOMMU_VIRTIO_INVAL_F_VDEV
 
 static struct iommu_viommu_invalidate_virtio entry(__u8 scope, __u8 caches,
-						    __u16 flags, __u64 id,
-						    __u64 address,
-						    __u64 nr_pages,
-						    __u8 page_size)
+						   __u16 flags, __u64 id,
+						   __u64 address,
+						   __u64 nr_pages,
+						   __u8 page_size)
 {
 	struct iommu_viommu_invalidate_virtio e = {
 		.type = IOMMU_VIRTIO_INVAL_TYPE,
