@@ -192,7 +192,7 @@ if [ -z "$TIMEOUT" ]; then
 	[ "$FLAVOR" = bench ] && TIMEOUT=$((TIMEOUT / 2 + 300))
 fi
 CMDLINE="console=ttyAMA0 acpi=force panic=-1 panic_on_warn=1 loglevel=4 hugepages=80 \
-kmemleak=on oops=panic $CMDLINE_EXTRA"
+kmemleak=on oops=panic log_buf_len=8M $CMDLINE_EXTRA"
 LOG=$CACHE/run/console.log
 if [ "$SHELL_MODE" = 1 ]; then
 	# shellcheck disable=SC2086
