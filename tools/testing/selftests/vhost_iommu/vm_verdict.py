@@ -24,7 +24,9 @@ KUNIT_TOTALS = re.compile(r'# Totals: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d
 
 
 def main():
-    log = open(sys.argv[1], errors='replace').read().splitlines()
+    ansi = re.compile(r'\x1b(\[[0-9;=?]*[A-Za-z]|[()][0-9A-Za-z])')
+    log = [ansi.sub('', line) for line in
+           open(sys.argv[1], errors='replace').read().splitlines()]
     sel = [line.split() for line in open(sys.argv[2]) if line.strip()]
     keep_going = sys.argv[3] == '1'
     qemu_status = int(sys.argv[4])

@@ -104,7 +104,11 @@ fi
 [ -f "$KDIR/Image" ] || die "no Image in $KDIR"
 KREL=$(basename "$KDIR")
 mkdir -p "$CACHE/run"
-ln -sfn "$KDIR" "$CACHE/run/kernel"
+rm -rf "$CACHE/run/kernel"
+case "$KDIR" in
+"$CACHE"/*) ln -sfn "../${KDIR#"$CACHE"/}" "$CACHE/run/kernel" ;;	# seen from the chroot too
+*) mkdir -p "$CACHE/run/kernel"; cp -a "$KDIR/Image" "$KDIR/include" "$CACHE/run/kernel/" ;;
+esac
 
 # 2. Test programs, built static in the assembled tree.
 stage "test programs"
@@ -132,8 +136,8 @@ QEMU_ARGS="-M virt,iommu=smmuv3,gic-version=3,virtualization=on -cpu max,pauth-i
 IORT="$CACHE/iort-$(key_of "$(chroot_key)" "$QEMU_ARGS" "$SELF_DIR/iort_canwbs.py").cpio"
 BUSYBOX=$CHROOT/opt/busybox-arm64/usr/bin/busybox
 
-mkinitramfs() { # dir -> cpio.gz on stdout
-	(cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1)
+mkinitramfs() { # dir under $CACHE -> cpio.gz on stdout (cpio runs in the chroot)
+	in_chroot sh -c "cd /cache/${1#"$CACHE"/} && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1"
 }
 
 base_root() { # dir
@@ -166,13 +170,13 @@ EOT
 	mkinitramfs "$P" > "$CACHE/run/probe.cpio.gz"
 	run_qemu /cache/run/probe.cpio.gz 300 "$CACHE/run/probe.log" \
 		console=ttyAMA0 acpi=force panic=-1 loglevel=3 || true
-	tr -d '\r' < "$CACHE/run/probe.log" | sed -n '/^IORT-BEGIN/,/^IORT-END/p' | sed '1d;$d' |
+	tr -d '\r' < "$CACHE/run/probe.log" | sed -n '/IORT-BEGIN/,/^IORT-END/p' | sed '1d;$d' |
 		base64 -d > "$CACHE/run/iort.orig" 2>/dev/null ||
 		{ tail -30 "$CACHE/run/probe.log"; die "could not read QEMU's IORT"; }
 	rm -rf "$CACHE/run/iortroot"; mkdir -p "$CACHE/run/iortroot/kernel/firmware/acpi"
 	in_chroot python3 /src/tools/testing/selftests/vhost_iommu/iort_canwbs.py /cache/run/iort.orig \
 		/cache/run/iortroot/kernel/firmware/acpi/iort.aml >&2 || die "IORT patch failed"
-	(cd "$CACHE/run/iortroot" && find kernel | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) > "$IORT.tmp"
+	in_chroot sh -c "cd /cache/run/iortroot && find kernel | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0" > "$IORT.tmp"
 	mv "$IORT.tmp" "$IORT"
 fi
 
