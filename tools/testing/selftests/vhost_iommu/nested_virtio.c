@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The virtio invalidation type (IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO) on a
+ * real, emulated, nesting SMMUv3, proven with the nested DMA oracle: after a
+ * stage-1 page-table change DMA keeps using the stale IOTLB entry until a
+ * virtio invalidation that covers it, decoded by arm-smmu-v3 into SMMU
+ * commands, is issued; one that does not cover it leaves the entry stale.
+ * Through IOMMU_HWPT_INVALIDATE and through the in-kernel API
+ * (iommufd_viommu_invalidate() from a kernel buffer).
+ */
+#include <endian.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "../kselftest_harness.h"
+#include "nested_smmu_lib.h"
+#include "../../../../drivers/iommu/iommufd/iommufd_test.h"
+
+#define VSID	0x10
+#define ASID	0x42	/* the ASID of nsmmu_setup()'s context descriptor */
+
+#define S_DOMAIN	IOMMU_VIRTIO_INVAL_S_DOMAIN
+#define S_PASID		IOMMU_VIRTIO_INVAL_S_PASID
+#define S_ADDRESS	IOMMU_VIRTIO_INVAL_S_ADDRESS
+#define C_PASID		IOMMU_VIRTIO_INVAL_C_PASID
+#define C_TLB		IOMMU_VIRTIO_INVAL_C_TLB
+#define F_LEAF		IOMMU_VIRTIO_INVAL_F_LEAF
+#define F_PASID		IOMMU_VIRTIO_INVAL_F_PASID
+#define F_ID		IOMMU_VIRTIO_INVAL_F_ID
+#define F_GLOBAL	IOMMU_VIRTIO_INVAL_F_GLOBAL
+#define F_VDEV		IOMMU_VIRTIO_INVAL_F_VDEV
+
+static struct iommu_viommu_invalidate_virtio entry(__u8 scope, __u8 caches,
+						   __u16 flags, __u64 id,
+						   __u64 address,
+						   __u64 nr_pages,
+						   __u8 page_size)
+{
+	struct iommu_viommu_invalidate_virtio e = {
+		.type = IOMMU_VIRTIO_INVAL_TYPE,
+		.scope = scope,
+		.caches = caches,
+		.flags = htole16(flags),
+		.domain = htole32(1),
+		.pasid = 0,
+		.id = htole64(id),
+		.address = htole64(address),
+		.nr_pages = htole64(nr_pages),
+		.page_size = page_size,
+		.vdev_id = htole32(VSID),
+	};
+
+	return e;
+}
+
+/* IOMMU_HWPT_INVALIDATE with the virtio tag; 0 or -errno */
+static int inval(struct nested_smmu *n,
+		 const struct iommu_viommu_invalidate_virtio *e, __u32 *num)
+{
+	struct iommu_hwpt_invalidate cmd = {
+		.size = sizeof(cmd),
+		.hwpt_id = n->viommu_id,
+		.data_uptr = (uintptr_t)e,
+		.data_type = IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+		.entry_len = sizeof(*e),
+		.entry_num = *num,
+	};
+	int ret = ioctl(n->iommufd, IOMMU_HWPT_INVALIDATE, &cmd);
+
+	*num = cmd.entry_num;
+	return ret ? -errno : 0;
+}
+
+/* The same through the in-kernel API, via the iommufd selftest op */
+static int kinval(struct nested_smmu *n,
+		  const struct iommu_viommu_invalidate_virtio *e, __u32 *num)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_VIOMMU_KERNEL_INVALIDATE,
+		.id = n->viommu_id,
+		.kernel_invalidate = {
+			.data_uptr = (uintptr_t)e,
+			.data_type = IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+			.entry_len = sizeof(*e),
+			.entry_num = *num,
+		},
+	};
+	int ret = ioctl(n->iommufd, IOMMU_TEST_CMD, &cmd);
+
+	*num = cmd.kernel_invalidate.entry_num;
+	return ret ? -errno : 0;
+}
+
+FIXTURE(nested_virtio) {
+	struct nested_smmu n;
+};
+
+FIXTURE_VARIANT(nested_virtio) {
+	bool kernel;
+};
+
+FIXTURE_VARIANT_ADD(nested_virtio, ioctl) {
+	.kernel = false,
+};
+
+FIXTURE_VARIANT_ADD(nested_virtio, kernel_api) {
+	.kernel = true,
+};
+
+FIXTURE_SETUP(nested_virtio)
+{
+	int ret;
+
+	if (edu_count() < 1)
+		SKIP(return, "no edu device bound to vfio-pci");
+	ret = nsmmu_setup(&self->n, 0, VSID);
+	ASSERT_EQ(0, ret) TH_LOG("%s", self->n.err);
+	ASSERT_EQ(ASID, self->n.asid);
+}
+
+FIXTURE_TEARDOWN(nested_virtio)
+{
+	nsmmu_teardown(&self->n);
+}
+
+static int issue(struct nested_smmu *n, bool kernel,
+		 const struct iommu_viommu_invalidate_virtio *e, __u32 num)
+{
+	__u32 done = num;
+	int ret = kernel ? kinval(n, e, &done) : inval(n, e, &done);
+
+	if (!ret && done != num)
+		return -EPROTO;
+	return ret;
+}
+
+/*
+ * Make the IOTLB entry of VA X stale (A cached, the table says @to), issue
+ * @num entries, return where DMA to X lands then.
+ */
+static int stale_then(struct __test_metadata *_metadata, struct nested_smmu *n,
+		      bool kernel, int to,
+		      const struct iommu_viommu_invalidate_virtio *e,
+		      __u32 num)
+{
+	nsmmu_map(n, NSMMU_VA_X, NSMMU_PG_A);
+	EXPECT_EQ(0, nsmmu_tlbi_asid(n));
+	EXPECT_EQ(NSMMU_PG_A, nsmmu_probe(n, NSMMU_VA_X));
+	nsmmu_map(n, NSMMU_VA_X, to);
+	EXPECT_EQ(NSMMU_PG_A, nsmmu_probe(n, NSMMU_VA_X))
+		TH_LOG("no stale IOTLB entry to start from");
+	EXPECT_EQ(0, issue(n, kernel, e, num));
+	return nsmmu_probe(n, NSMMU_VA_X);
+}
+
+#define EXPECT_FIXED(e, num)                                              \
+	EXPECT_EQ(NSMMU_PG_B, stale_then(_metadata, &self->n,             \
+					 variant->kernel, NSMMU_PG_B, e,  \
+					 num))
+#define EXPECT_STALE(e, num)                                              \
+	EXPECT_EQ(NSMMU_PG_A, stale_then(_metadata, &self->n,             \
+					 variant->kernel, NSMMU_PG_B, e,  \
+					 num))
+
+/* Scope DOMAIN, C_TLB: TLBI_NH_ALL of the VMID */
+TEST_F(nested_virtio, domain_tlb)
+{
+	struct iommu_viommu_invalidate_virtio e =
+		entry(S_DOMAIN, C_TLB, 0, 0, 0, 0, 0);
+
+	EXPECT_FIXED(&e, 1);
+	e = entry(S_DOMAIN, C_TLB, F_ID | F_GLOBAL, ASID, 0, 0, 0);
+	EXPECT_FIXED(&e, 1);
+}
+
+/* Scope PASID (PASID 0, the only one here): NH_ASID, or NH_ALL */
+TEST_F(nested_virtio, pasid_tlb)
+{
+	struct iommu_viommu_invalidate_virtio e =
+		entry(S_PASID, C_TLB, F_PASID | F_ID, ASID, 0, 0, 0);
+
+	EXPECT_FIXED(&e, 1);
+	/* Another ASID: not ours */
+	e = entry(S_PASID, C_TLB, F_PASID | F_ID, ASID + 1, 0, 0, 0);
+	EXPECT_STALE(&e, 1);
+	/* No ASID: the whole VMID */
+	e = entry(S_PASID, C_TLB, F_PASID, 0, 0, 0, 0);
+	EXPECT_FIXED(&e, 1);
+	e = entry(S_PASID, C_TLB, F_PASID | F_ID | F_GLOBAL, ASID + 1, 0, 0,
+		  0);
+	EXPECT_FIXED(&e, 1);
+}
+
+/* Scope ADDRESS, 4K pages: TLBI_NH_VA range of the ASID */
+TEST_F(nested_virtio, address_tlb)
+{
+	struct iommu_viommu_invalidate_virtio e =
+		entry(S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID, NSMMU_VA_X, 1,
+		      12);
+
+	EXPECT_FIXED(&e, 1);
+	/* A range that covers X */
+	e = entry(S_ADDRESS, C_TLB, F_ID, ASID, NSMMU_VA_X - 0x3000, 40, 12);
+	EXPECT_FIXED(&e, 1);
+	/* The page next to X, or another ASID: stale */
+	e = entry(S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID, NSMMU_VA_Y, 1, 12);
+	EXPECT_STALE(&e, 1);
+	e = entry(S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID, NSMMU_VA_X - 0x1000,
+		  1, 12);
+	EXPECT_STALE(&e, 1);
+	e = entry(S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID + 1, NSMMU_VA_X, 1,
+		  12);
+	EXPECT_STALE(&e, 1);
+	/* No ASID: TLBI_NH_VAA, every ASID */
+	e = entry(S_ADDRESS, C_TLB, F_LEAF, 0, NSMMU_VA_X, 1, 12);
+	EXPECT_FIXED(&e, 1);
+	/* An unaligned address inside X's page */
+	e = entry(S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID, NSMMU_VA_X + 0x800,
+		  1, 12);
+	EXPECT_FIXED(&e, 1);
+}
+
+/* Scope ADDRESS with a page size that is no granule: TG=0 per page */
+TEST_F(nested_virtio, address_block_pages)
+{
+	struct iommu_viommu_invalidate_virtio e =
+		entry(S_ADDRESS, C_TLB, F_ID, ASID, NSMMU_VA_X, 1, 21);
+
+	EXPECT_FIXED(&e, 1);
+	/* 64K page size (a granule of this SMMU): range command, TG 64K */
+	e = entry(S_ADDRESS, C_TLB, F_ID, ASID, NSMMU_VA_X, 1, 16);
+	EXPECT_FIXED(&e, 1);
+	/* A huge range falls back to the ASID */
+	e = entry(S_ADDRESS, C_TLB, F_ID, ASID, 0, 1ULL << 40, 12);
+	EXPECT_FIXED(&e, 1);
+}
+
+/* C_PASID (CFGI_CD) with a vDEVICE, and with C_TLB: both phases */
+TEST_F(nested_virtio, pasid_cache_and_tlb)
+{
+	struct iommu_viommu_invalidate_virtio e =
+		entry(S_DOMAIN, C_PASID | C_TLB, F_VDEV, 0, 0, 0, 0);
+
+	EXPECT_FIXED(&e, 1);
+	e = entry(S_PASID, C_PASID | C_TLB, F_VDEV | F_PASID | F_ID, ASID, 0,
+		  0, 0);
+	EXPECT_FIXED(&e, 1);
+	e = entry(S_ADDRESS, C_PASID | C_TLB, F_VDEV | F_PASID | F_ID | F_LEAF,
+		  ASID, NSMMU_VA_X, 1, 12);
+	EXPECT_FIXED(&e, 1);
+}
+
+/* A domain-wide request fanned out per endpoint: several identical TLBIs */
+TEST_F(nested_virtio, fanout_batch)
+{
+	struct iommu_viommu_invalidate_virtio e[4];
+	int i;
+
+	for (i = 0; i < 4; i++)
+		e[i] = entry(S_ADDRESS, C_TLB, F_VDEV | F_ID | F_LEAF, ASID,
+			     NSMMU_VA_X, 1, 12);
+	EXPECT_FIXED(e, 4);
+	/* A batch with one entry that covers X among others that do not */
+	e[0] = entry(S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID, NSMMU_VA_Y, 1, 12);
+	e[1] = entry(S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID + 1, NSMMU_VA_X, 1,
+		     12);
+	e[2] = entry(S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID, NSMMU_VA_X, 1, 12);
+	e[3] = entry(S_PASID, C_PASID, F_VDEV | F_PASID, 0, 0, 0, 0);
+	EXPECT_FIXED(e, 4);
+	e[2] = e[0];
+	EXPECT_STALE(e, 4);
+}
+
+/* Refused entries change nothing; entries before a bad one are done */
+TEST_F(nested_virtio, refused)
+{
+	struct iommu_viommu_invalidate_virtio e[2];
+	struct nested_smmu *n = &self->n;
+	__u32 num;
+
+	nsmmu_map(n, NSMMU_VA_X, NSMMU_PG_A);
+	ASSERT_EQ(0, nsmmu_tlbi_asid(n));
+	ASSERT_EQ(NSMMU_PG_A, nsmmu_probe(n, NSMMU_VA_X));
+	nsmmu_map(n, NSMMU_VA_X, NSMMU_PG_B);
+
+	/* An unknown vSID, an ASID above 16 bits, a PASID without SSIDs */
+	e[0] = entry(S_DOMAIN, C_TLB, F_VDEV, 0, 0, 0, 0);
+	e[0].vdev_id = htole32(VSID + 1);
+	num = 1;
+	EXPECT_EQ(-EIO, variant->kernel ? kinval(n, e, &num) :
+					  inval(n, e, &num));
+	EXPECT_EQ(0, num);
+	e[0] = entry(S_DOMAIN, C_TLB, F_ID, 0x10000 + ASID, 0, 0, 0);
+	num = 1;
+	EXPECT_EQ(-EINVAL, variant->kernel ? kinval(n, e, &num) :
+					     inval(n, e, &num));
+	if (!(n->hw.idr[1] & (0x1f << 6))) {
+		e[0] = entry(S_PASID, C_TLB, F_PASID, 0, 0, 0, 0);
+		e[0].pasid = htole32(1);
+		num = 1;
+		EXPECT_EQ(-EIO, variant->kernel ? kinval(n, e, &num) :
+						  inval(n, e, &num));
+	}
+	EXPECT_EQ(NSMMU_PG_A, nsmmu_probe(n, NSMMU_VA_X));
+
+	/* A good entry then a bad one: the good one is done */
+	e[0] = entry(S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID, NSMMU_VA_X, 1, 12);
+	e[1] = entry(S_ADDRESS, C_TLB, F_ID, ASID, NSMMU_VA_X, 0, 12);
+	num = 2;
+	EXPECT_EQ(-EINVAL, variant->kernel ? kinval(n, e, &num) :
+					     inval(n, e, &num));
+	EXPECT_EQ(1, num);
+	EXPECT_EQ(NSMMU_PG_B, nsmmu_probe(n, NSMMU_VA_X));
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,724 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO on the iommufd selftest mock vIOMMU:
+ * what reaches the driver and how it is batched (read back through
+ * IOMMU_TEST_OP_VIOMMU_VIRTIO_LOG), every validation error, entry_num on
+ * partial failure, the in-kernel API (iommufd_viommu_get_by_id(),
+ * iommufd_viommu_invalidate(), iommufd_viommu_put_ref()) and its lifetime
+ * rules.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "../kselftest_harness.h"
+#include "../../../../drivers/iommu/iommufd/iommufd_test.h"
+
+#define VSID		0x99
+#define BAD_VSID	0x1234
+
+struct vinv_entry_long {
+	struct iommu_viommu_invalidate_virtio e;
+	__u8 tail[8];
+};
+
+static int vi_ioas_alloc(int fd, __u32 *ioas_id)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+	int ret = ioctl(fd, IOMMU_IOAS_ALLOC, &cmd);
+
+	*ioas_id = cmd.out_ioas_id;
+	return ret;
+}
+
+static int vi_mock_domain(int fd, __u32 ioas_id, __u32 *stdev_id,
+			  __u32 *hwpt_id, __u32 *idev_id)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
+		.id = ioas_id,
+	};
+	int ret = ioctl(fd, IOMMU_TEST_CMD, &cmd);
+
+	*stdev_id = cmd.mock_domain.out_stdev_id;
+	*hwpt_id = cmd.mock_domain.out_hwpt_id;
+	*idev_id = cmd.mock_domain.out_idev_id;
+	return ret;
+}
+
+static int vi_nest_parent(int fd, __u32 idev_id, __u32 ioas_id,
+			  __u32 *hwpt_id)
+{
+	struct iommu_hwpt_alloc cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
+		.dev_id = idev_id,
+		.pt_id = ioas_id,
+		.data_type = IOMMU_HWPT_DATA_NONE,
+	};
+	int ret = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
+
+	*hwpt_id = cmd.out_hwpt_id;
+	return ret;
+}
+
+static int vi_viommu_alloc(int fd, __u32 idev_id, __u32 hwpt_id,
+			   __u32 *viommu_id)
+{
+	struct iommu_viommu_alloc cmd = {
+		.size = sizeof(cmd),
+		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
+		.dev_id = idev_id,
+		.hwpt_id = hwpt_id,
+	};
+	int ret = ioctl(fd, IOMMU_VIOMMU_ALLOC, &cmd);
+
+	*viommu_id = cmd.out_viommu_id;
+	return ret;
+}
+
+static int vi_vdevice_alloc(int fd, __u32 viommu_id, __u32 idev_id,
+			    __u64 virt_id, __u32 *vdev_id)
+{
+	struct iommu_vdevice_alloc cmd = {
+		.size = sizeof(cmd),
+		.viommu_id = viommu_id,
+		.dev_id = idev_id,
+		.virt_id = virt_id,
+	};
+	int ret = ioctl(fd, IOMMU_VDEVICE_ALLOC, &cmd);
+
+	*vdev_id = cmd.out_vdevice_id;
+	return ret;
+}
+
+static int vi_destroy(int fd, __u32 id)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+
+	return ioctl(fd, IOMMU_DESTROY, &cmd);
+}
+
+/* IOMMU_HWPT_INVALIDATE; returns 0 or -errno, *num in/out */
+static int vi_inval(int fd, __u32 id, __u32 type, const void *data,
+		    __u32 entry_len, __u32 *num)
+{
+	struct iommu_hwpt_invalidate cmd = {
+		.size = sizeof(cmd),
+		.hwpt_id = id,
+		.data_uptr = (uintptr_t)data,
+		.data_type = type,
+		.entry_len = entry_len,
+		.entry_num = *num,
+	};
+	int ret = ioctl(fd, IOMMU_HWPT_INVALIDATE, &cmd);
+
+	*num = cmd.entry_num;
+	return ret ? -errno : 0;
+}
+
+/* IOMMU_TEST_OP_VIOMMU_KERNEL_INVALIDATE, same convention */
+static int vi_kinval(int fd, __u32 id, __u32 type, const void *data,
+		     __u32 entry_len, __u32 *num)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_VIOMMU_KERNEL_INVALIDATE,
+		.id = id,
+		.kernel_invalidate = {
+			.data_uptr = (uintptr_t)data,
+			.data_type = type,
+			.entry_len = entry_len,
+			.entry_num = *num,
+		},
+	};
+	int ret = ioctl(fd, IOMMU_TEST_CMD, &cmd);
+
+	*num = cmd.kernel_invalidate.entry_num;
+	return ret ? -errno : 0;
+}
+
+struct vi_log {
+	__u32 num;
+	__u32 calls;
+	__u32 lost;
+	struct iommu_test_virtio_inv_record rec[MOCK_VIRTIO_LOG_MAX];
+};
+
+static int vi_read_log(int fd, __u32 viommu_id, struct vi_log *log)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_VIOMMU_VIRTIO_LOG,
+		.id = viommu_id,
+		.virtio_log = {
+			.uptr = (uintptr_t)log->rec,
+			.max = MOCK_VIRTIO_LOG_MAX,
+		},
+	};
+	int ret;
+
+	memset(log, 0, sizeof(*log));
+	ret = ioctl(fd, IOMMU_TEST_CMD, &cmd);
+	log->num = cmd.virtio_log.out_num;
+	log->calls = cmd.virtio_log.out_calls;
+	log->lost = cmd.virtio_log.out_lost;
+	return ret ? -errno : 0;
+}
+
+static int vi_hold(int fd, __u32 op, __u32 id)
+{
+	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = op, .id = id };
+
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd) ? -errno : 0;
+}
+
+static struct iommu_viommu_invalidate_virtio
+vi_entry(__u8 scope, __u8 caches, __u16 flags, __u32 pasid,
+	 __u64 id, __u64 address, __u64 nr_pages, __u8 page_size)
+{
+	struct iommu_viommu_invalidate_virtio e = {
+		.type = IOMMU_VIRTIO_INVAL_TYPE,
+		.scope = scope,
+		.caches = caches,
+		.flags = htole16(flags),
+		.domain = htole32(7),
+		.pasid = htole32(pasid),
+		.id = htole64(id),
+		.address = htole64(address),
+		.nr_pages = htole64(nr_pages),
+		.page_size = page_size,
+		.vdev_id = htole32((flags & IOMMU_VIRTIO_INVAL_F_VDEV) ? VSID :
+									 0),
+	};
+
+	return e;
+}
+
+/* A valid entry of each shape */
+static struct iommu_viommu_invalidate_virtio vi_good(unsigned int i)
+{
+	switch (i % 4) {
+	case 0:
+		return vi_entry(IOMMU_VIRTIO_INVAL_S_DOMAIN,
+				IOMMU_VIRTIO_INVAL_C_TLB, 0, 0, 0, 0, 0, 0);
+	case 1:
+		return vi_entry(IOMMU_VIRTIO_INVAL_S_PASID,
+				IOMMU_VIRTIO_INVAL_C_TLB |
+				IOMMU_VIRTIO_INVAL_C_PASID,
+				IOMMU_VIRTIO_INVAL_F_PASID |
+				IOMMU_VIRTIO_INVAL_F_ID |
+				IOMMU_VIRTIO_INVAL_F_VDEV, 3, 0x42 + i, 0, 0,
+				0);
+	case 2:
+		return vi_entry(IOMMU_VIRTIO_INVAL_S_ADDRESS,
+				IOMMU_VIRTIO_INVAL_C_TLB,
+				IOMMU_VIRTIO_INVAL_F_ID |
+				IOMMU_VIRTIO_INVAL_F_LEAF, 0, 0x42,
+				0x200000 + i * 0x1000, 1 + i, 12);
+	default:
+		return vi_entry(IOMMU_VIRTIO_INVAL_S_ADDRESS,
+				IOMMU_VIRTIO_INVAL_C_TLB,
+				IOMMU_VIRTIO_INVAL_F_GLOBAL, 0, 0,
+				0x40000000, 2, 21);
+	}
+}
+
+FIXTURE(virtio_inval)
+{
+	int fd;
+	__u32 ioas_id;
+	__u32 stdev_id;
+	__u32 hwpt_id;
+	__u32 idev_id;
+	__u32 parent_id;
+	__u32 viommu_id;
+	__u32 vdev_id;
+};
+
+FIXTURE_SETUP(virtio_inval)
+{
+	self->fd = open("/dev/iommu", O_RDWR);
+	ASSERT_LE(0, self->fd);
+	ASSERT_EQ(0, vi_ioas_alloc(self->fd, &self->ioas_id));
+	ASSERT_EQ(0, vi_mock_domain(self->fd, self->ioas_id, &self->stdev_id,
+				    &self->hwpt_id, &self->idev_id));
+	ASSERT_EQ(0, vi_nest_parent(self->fd, self->idev_id, self->ioas_id,
+				    &self->parent_id));
+	ASSERT_EQ(0, vi_viommu_alloc(self->fd, self->idev_id, self->parent_id,
+				     &self->viommu_id));
+	ASSERT_EQ(0, vi_vdevice_alloc(self->fd, self->viommu_id, self->idev_id,
+				      VSID, &self->vdev_id));
+}
+
+FIXTURE_TEARDOWN(virtio_inval)
+{
+	close(self->fd);
+}
+
+/* A zero-length array probes the data type */
+TEST_F(virtio_inval, probe)
+{
+	struct vi_log log;
+	__u32 num = 0;
+
+	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, NULL, 0,
+			      &num));
+	ASSERT_EQ(0, num);
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(1, log.calls);
+	ASSERT_EQ(0, log.num);
+}
+
+/* Every entry reaches the driver byte for byte, in order, in one call */
+TEST_F(virtio_inval, entries_arrive_as_sent)
+{
+	struct iommu_viommu_invalidate_virtio e[8];
+	struct vi_log log;
+	__u32 num = 8;
+	unsigned int i;
+
+	for (i = 0; i < 8; i++)
+		e[i] = vi_good(i);
+	/* The head's reserved bytes are ignored, and passed through */
+	e[5].__reserved0[0] = 0xa5;
+	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+			      sizeof(e[0]), &num));
+	ASSERT_EQ(8, num);
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(1, log.calls);
+	ASSERT_EQ(8, log.num);
+	ASSERT_EQ(0, log.lost);
+	for (i = 0; i < 8; i++) {
+		ASSERT_EQ(1, log.rec[i].call);
+		ASSERT_EQ(i, log.rec[i].index);
+		ASSERT_EQ(8, log.rec[i].call_entry_num);
+		ASSERT_EQ(0, memcmp(&e[i], &log.rec[i].entry, sizeof(e[i])));
+	}
+	/* Reading cleared the log */
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(0, log.calls);
+	ASSERT_EQ(0, log.num);
+}
+
+/* The batches the caller made are the batches the driver sees */
+TEST_F(virtio_inval, batching)
+{
+	struct iommu_viommu_invalidate_virtio e[5];
+	static const unsigned int split[] = { 2, 1, 0, 2 };
+	unsigned int i, c, n = 0;
+	struct vi_log log;
+
+	for (i = 0; i < 5; i++)
+		e[i] = vi_good(i + 1);
+	for (c = 0; c < 4; c++) {
+		__u32 num = split[c];
+
+		ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+				      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+				      num ? &e[n] : NULL, sizeof(e[0]), &num));
+		ASSERT_EQ(split[c], num);
+		n += num;
+	}
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(4, log.calls);
+	ASSERT_EQ(5, log.num);
+	ASSERT_EQ(1, log.rec[0].call);
+	ASSERT_EQ(0, log.rec[0].index);
+	ASSERT_EQ(1, log.rec[1].call);
+	ASSERT_EQ(1, log.rec[1].index);
+	ASSERT_EQ(2, log.rec[2].call);
+	ASSERT_EQ(0, log.rec[2].index);
+	ASSERT_EQ(1, log.rec[2].call_entry_num);
+	ASSERT_EQ(4, log.rec[3].call);
+	ASSERT_EQ(4, log.rec[4].call);
+	ASSERT_EQ(1, log.rec[4].index);
+	for (i = 0; i < 5; i++)
+		ASSERT_EQ(0, memcmp(&e[i], &log.rec[i].entry, sizeof(e[i])));
+}
+
+/* The log is bounded: entries beyond it are counted, not stored */
+TEST_F(virtio_inval, log_bounded)
+{
+	struct iommu_viommu_invalidate_virtio e[MOCK_VIRTIO_LOG_MAX + 3];
+	__u32 num = MOCK_VIRTIO_LOG_MAX + 3;
+	struct vi_log log;
+	unsigned int i;
+
+	for (i = 0; i < num; i++)
+		e[i] = vi_good(i);
+	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+			      sizeof(e[0]), &num));
+	ASSERT_EQ(MOCK_VIRTIO_LOG_MAX + 3, num);
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(MOCK_VIRTIO_LOG_MAX, log.num);
+	ASSERT_EQ(3, log.lost);
+}
+
+/* An entry change: up to two fields set to new values */
+enum vi_field {
+	VF_NONE,
+	VF_TYPE,
+	VF_SCOPE,
+	VF_CACHES,
+	VF_FLAGS,
+	VF_RES1_FIRST,
+	VF_RES1_LAST,
+	VF_VDEV_ID,
+	VF_PAGE_SIZE,
+	VF_NR_PAGES,
+	VF_ADDRESS,
+};
+
+struct vi_bad {
+	const char *what;
+	int err;
+	enum vi_field field[2];
+	__u64 val[2];
+};
+
+/* The flags of vi_good(1) */
+#define VI_PF	(IOMMU_VIRTIO_INVAL_F_PASID | IOMMU_VIRTIO_INVAL_F_ID | \
+		 IOMMU_VIRTIO_INVAL_F_VDEV)
+
+/* Changes of vi_good(1), a PASID-scope entry with C_PASID and a vdev */
+static const struct vi_bad vi_bad_pasid[] = {
+	{ "type 6", EINVAL, { VF_TYPE }, { 6 } },
+	{ "type 0", EINVAL, { VF_TYPE }, { 0 } },
+	{ "scope 0", EINVAL, { VF_SCOPE }, { 0 } },
+	{ "scope 4", EINVAL, { VF_SCOPE }, { 4 } },
+	{ "scope 0xff", EINVAL, { VF_SCOPE }, { 0xff } },
+	{ "caches 0", EINVAL, { VF_CACHES }, { 0 } },
+	{ "caches bit 2", EINVAL, { VF_CACHES }, { 7 } },
+	{ "caches bit 7", EINVAL, { VF_CACHES }, { 0x83 } },
+	{ "flags bit 4", EINVAL, { VF_FLAGS }, { VI_PF | 1 << 4 } },
+	{ "flags bit 8", EINVAL, { VF_FLAGS }, { VI_PF | 1 << 8 } },
+	{ "flags bit 14", EINVAL, { VF_FLAGS }, { VI_PF | 1 << 14 } },
+	{ "reserved1 first byte", EINVAL, { VF_RES1_FIRST }, { 1 } },
+	{ "reserved1 last byte", EINVAL, { VF_RES1_LAST }, { 0x80 } },
+	{ "S_PASID without F_PASID", EINVAL, { VF_FLAGS },
+	  { VI_PF & ~IOMMU_VIRTIO_INVAL_F_PASID } },
+	{ "C_PASID without F_VDEV", EINVAL, { VF_FLAGS },
+	  { VI_PF & ~IOMMU_VIRTIO_INVAL_F_VDEV } },
+	{ "unknown vdev_id", EIO, { VF_VDEV_ID }, { BAD_VSID } },
+	{ "vdev_id 0", EIO, { VF_VDEV_ID }, { 0 } },
+};
+
+/* Changes of vi_good(2), an address-scope entry */
+static const struct vi_bad vi_bad_address[] = {
+	{ "page_size 11", EINVAL, { VF_PAGE_SIZE }, { 11 } },
+	{ "page_size 53", EINVAL, { VF_PAGE_SIZE }, { 53 } },
+	{ "page_size 255", EINVAL, { VF_PAGE_SIZE }, { 255 } },
+	{ "nr_pages 0", EINVAL, { VF_NR_PAGES }, { 0 } },
+	{ "nr_pages U64_MAX", EINVAL, { VF_NR_PAGES }, { UINT64_MAX } },
+	{ "all 4K pages", EINVAL, { VF_NR_PAGES }, { UINT64_MAX >> 12 } },
+	{ "range past 2^64", EINVAL, { VF_ADDRESS, VF_NR_PAGES },
+	  { 0xfffffffffffff000ULL, 2 } },
+	{ "unaligned range past 2^64", EINVAL, { VF_ADDRESS, VF_NR_PAGES },
+	  { 0xffffffffffffe800ULL, 2 } },
+};
+
+static void vi_apply(struct iommu_viommu_invalidate_virtio *e,
+		     const struct vi_bad *bad)
+{
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		__u64 v = bad->val[i];
+
+		switch (bad->field[i]) {
+		case VF_NONE:
+			break;
+		case VF_TYPE:
+			e->type = v;
+			break;
+		case VF_SCOPE:
+			e->scope = v;
+			break;
+		case VF_CACHES:
+			e->caches = v;
+			break;
+		case VF_FLAGS:
+			e->flags = htole16(v);
+			break;
+		case VF_RES1_FIRST:
+			e->__reserved1[0] = v;
+			break;
+		case VF_RES1_LAST:
+			e->__reserved1[sizeof(e->__reserved1) - 1] = v;
+			break;
+		case VF_VDEV_ID:
+			e->vdev_id = htole32(v);
+			break;
+		case VF_PAGE_SIZE:
+			e->page_size = v;
+			break;
+		case VF_NR_PAGES:
+			e->nr_pages = htole64(v);
+			break;
+		case VF_ADDRESS:
+			e->address = htole64(v);
+			break;
+		}
+	}
+}
+
+/*
+ * Each bad entry, alone and as the third of four: the call fails with the
+ * documented errno, entry_num counts the entries before it, and exactly
+ * those reached the driver. Through the ioctl and the kernel API.
+ */
+static void vi_check_bad(struct __test_metadata *_metadata, int fd,
+			 __u32 viommu_id, const struct vi_bad *bad,
+			 struct iommu_viommu_invalidate_virtio base,
+			 bool kernel)
+{
+	struct iommu_viommu_invalidate_virtio e[4];
+	struct vi_log log;
+	__u32 num;
+	int ret;
+
+	e[0] = vi_good(0);
+	e[1] = vi_good(2);
+	e[2] = base;
+	vi_apply(&e[2], bad);
+	e[3] = vi_good(1);
+
+	num = 1;
+	ret = kernel ? vi_kinval(fd, viommu_id,
+				 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e[2],
+				 sizeof(e[0]), &num) :
+		       vi_inval(fd, viommu_id,
+				IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e[2],
+				sizeof(e[0]), &num);
+	EXPECT_EQ(-bad->err, ret) TH_LOG("%s alone", bad->what);
+	EXPECT_EQ(0, num) TH_LOG("%s alone", bad->what);
+
+	num = 4;
+	ret = kernel ? vi_kinval(fd, viommu_id,
+				 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+				 sizeof(e[0]), &num) :
+		       vi_inval(fd, viommu_id,
+				IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+				sizeof(e[0]), &num);
+	EXPECT_EQ(-bad->err, ret) TH_LOG("%s third", bad->what);
+	EXPECT_EQ(2, num) TH_LOG("%s third", bad->what);
+
+	ASSERT_EQ(0, vi_read_log(fd, viommu_id, &log));
+	EXPECT_EQ(2, log.calls);
+	ASSERT_EQ(2, log.num) TH_LOG("%s", bad->what);
+	EXPECT_EQ(2, log.rec[0].call);
+	EXPECT_EQ(0, memcmp(&e[0], &log.rec[0].entry, sizeof(e[0])));
+	EXPECT_EQ(2, log.rec[1].call);
+	EXPECT_EQ(0, memcmp(&e[1], &log.rec[1].entry, sizeof(e[1])));
+}
+
+TEST_F(virtio_inval, bad_entries)
+{
+	struct iommu_viommu_invalidate_virtio pasid = vi_good(1);
+	struct iommu_viommu_invalidate_virtio addr = vi_good(2);
+	unsigned int i, k;
+
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < ARRAY_SIZE(vi_bad_pasid); i++)
+			vi_check_bad(_metadata, self->fd, self->viommu_id,
+				     &vi_bad_pasid[i], pasid, k);
+		for (i = 0; i < ARRAY_SIZE(vi_bad_address); i++)
+			vi_check_bad(_metadata, self->fd, self->viommu_id,
+				     &vi_bad_address[i], addr, k);
+	}
+}
+
+/* Fields a scope does not use are not checked; an unaligned start is fine */
+TEST_F(virtio_inval, lenient_fields)
+{
+	struct iommu_viommu_invalidate_virtio e[3];
+	__u32 num = 3;
+
+	e[0] = vi_entry(IOMMU_VIRTIO_INVAL_S_DOMAIN, IOMMU_VIRTIO_INVAL_C_TLB,
+			0, 0xffffffff, UINT64_MAX, UINT64_MAX, UINT64_MAX,
+			0xff);
+	e[1] = vi_entry(IOMMU_VIRTIO_INVAL_S_ADDRESS, IOMMU_VIRTIO_INVAL_C_TLB,
+			0, 0, 0, 0x1800, 1, 12);
+	/* The last page of the address space */
+	e[2] = vi_entry(IOMMU_VIRTIO_INVAL_S_ADDRESS, IOMMU_VIRTIO_INVAL_C_TLB,
+			0, 0, 0, 0xfffffffffffff000ULL, 1, 12);
+	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+			      sizeof(e[0]), &num));
+	ASSERT_EQ(3, num);
+}
+
+/* entry_len, entry_num, data_uptr and data_type checks */
+TEST_F(virtio_inval, array_checks)
+{
+	struct iommu_viommu_invalidate_virtio e = vi_good(0);
+	struct vinv_entry_long l[2] = { { .e = vi_good(0) },
+					{ .e = vi_good(2) } };
+	__u8 *page = calloc(1, getpagesize() + 1);
+	struct vi_log log;
+	__u32 num;
+	int k;
+
+	ASSERT_NE(NULL, page);
+	for (k = 0; k < 2; k++) {
+		int (*inval)(int, __u32, __u32, const void *, __u32,
+			     __u32 *) = k ? vi_kinval : vi_inval;
+
+		/* Shorter than the structure */
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id,
+					 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+					 &e, sizeof(e) - 1, &num));
+		EXPECT_EQ(0, num);
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id,
+					 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+					 &e, 4, &num));
+		/* Longer with zero tails: fine */
+		num = 2;
+		EXPECT_EQ(0, inval(self->fd, self->viommu_id,
+				   IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, l,
+				   sizeof(l[0]), &num));
+		EXPECT_EQ(2, num);
+		/* A non-zero tail on the second entry: E2BIG there */
+		l[1].tail[7] = 1;
+		num = 2;
+		EXPECT_EQ(-E2BIG, inval(self->fd, self->viommu_id,
+					IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, l,
+					sizeof(l[0]), &num));
+		EXPECT_EQ(1, num);
+		l[1].tail[7] = 0;
+		/* A whole page per entry is the maximum */
+		memcpy(page, &e, sizeof(e));
+		num = 1;
+		EXPECT_EQ(0, inval(self->fd, self->viommu_id,
+				   IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, page,
+				   getpagesize(), &num));
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id,
+					 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+					 page, getpagesize() + 1, &num));
+		/* Zero length with entries */
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id,
+					 IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+					 &e, 0, &num));
+		/* Another data type */
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id,
+					 IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
+					 &e, sizeof(e), &num));
+		EXPECT_EQ(0, num);
+		num = 1;
+		EXPECT_EQ(-EINVAL, inval(self->fd, self->viommu_id, 77, &e,
+					 sizeof(e), &num));
+	}
+
+	/* Ioctl only: no pointer, too many entries, a bad pointer */
+	num = 1;
+	EXPECT_EQ(-EINVAL, vi_inval(self->fd, self->viommu_id,
+				    IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, NULL,
+				    sizeof(e), &num));
+	num = (1U << 19) + 1;
+	EXPECT_EQ(-EINVAL, vi_inval(self->fd, self->viommu_id,
+				    IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
+				    sizeof(e), &num));
+	EXPECT_EQ(0, num);
+	num = 1;
+	EXPECT_EQ(-EFAULT, vi_inval(self->fd, self->viommu_id,
+				    IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+				    (void *)8, sizeof(e), &num));
+	EXPECT_EQ(0, num);
+	/* Not a vIOMMU */
+	num = 1;
+	EXPECT_EQ(-EINVAL, vi_inval(self->fd, self->ioas_id,
+				    IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
+				    sizeof(e), &num));
+	num = 1;
+	EXPECT_EQ(-ENOENT, vi_kinval(self->fd, self->ioas_id,
+				     IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
+				     sizeof(e), &num));
+	EXPECT_EQ(0, num);
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	free(page);
+}
+
+/* The kernel-buffer path delivers the same entries */
+TEST_F(virtio_inval, kernel_api)
+{
+	struct iommu_viommu_invalidate_virtio e[4];
+	struct vi_log log;
+	__u32 num = 4;
+	unsigned int i;
+
+	for (i = 0; i < 4; i++)
+		e[i] = vi_good(i);
+	ASSERT_EQ(0, vi_kinval(self->fd, self->viommu_id,
+			       IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
+			       sizeof(e[0]), &num));
+	ASSERT_EQ(4, num);
+	num = 0;
+	ASSERT_EQ(0, vi_kinval(self->fd, self->viommu_id,
+			       IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, NULL, 0,
+			       &num));
+	ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
+	ASSERT_EQ(2, log.calls);
+	ASSERT_EQ(4, log.num);
+	for (i = 0; i < 4; i++) {
+		ASSERT_EQ(1, log.rec[i].call);
+		ASSERT_EQ(0, memcmp(&e[i], &log.rec[i].entry, sizeof(e[i])));
+	}
+}
+
+/* A held vIOMMU cannot be destroyed; released, it can */
+TEST_F(virtio_inval, hold_blocks_destroy)
+{
+	struct iommu_viommu_invalidate_virtio e = vi_good(0);
+	__u32 num = 1;
+
+	ASSERT_EQ(-ENOENT, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_HOLD,
+				   self->ioas_id));
+	ASSERT_EQ(-ENOENT, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_RELEASE, 0));
+	ASSERT_EQ(0, vi_destroy(self->fd, self->vdev_id));
+	ASSERT_EQ(0, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_HOLD,
+			     self->viommu_id));
+	ASSERT_EQ(-EBUSY, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_HOLD,
+				  self->viommu_id));
+	ASSERT_EQ(-1, vi_destroy(self->fd, self->viommu_id));
+	ASSERT_EQ(EBUSY, errno);
+	/* Still usable */
+	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
+			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
+			      sizeof(e), &num));
+	ASSERT_EQ(0, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_RELEASE, 0));
+	ASSERT_EQ(0, vi_destroy(self->fd, self->viommu_id));
+}
+
+/*
+ * Closing the iommufd while a reference is held: the context lives on until
+ * the reference is put (through another iommufd), then everything is freed.
+ */
+TEST_F(virtio_inval, close_while_held)
+{
+	int fd2 = open("/dev/iommu", O_RDWR);
+
+	ASSERT_LE(0, fd2);
+	ASSERT_EQ(0, vi_hold(self->fd, IOMMU_TEST_OP_VIOMMU_HOLD,
+			     self->viommu_id));
+	ASSERT_EQ(0, close(self->fd));
+	self->fd = fd2;
+	ASSERT_EQ(0, vi_hold(fd2, IOMMU_TEST_OP_VIOMMU_RELEASE, 0));
+}
+
+TEST_HARNESS_MAIN
