@@ -3,10 +3,12 @@
  * vhost-iommu: the request queue of a virtio-iommu device in the host kernel.
  *
  * The device takes the guest's request queue (0) and event queue (1). The
- * worker parses every request of the request queue; the requests the kernel
- * does not serve itself are forwarded to the VMM, which reads them from the
- * device file and writes its answers back to it. The kernel then writes the
- * answer into the guest's buffers and returns the request to the guest.
+ * worker parses every request of the request queue. It serves INVALIDATE on
+ * the domains the VMM bound to an iommufd vIOMMU itself, through the IOMMU
+ * driver (IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO). The other requests are
+ * forwarded to the VMM, which reads them from the device file and writes its
+ * answers back to it; the kernel then writes the answer into the guest's
+ * buffers and returns the request to the guest.
  *
  * Ordering: the ring is processed in order. Forwarded requests reach the VMM
  * in ring order and hold their descriptors until they are answered; while any
@@ -17,6 +19,8 @@
  */
 
 #include <linux/eventfd.h>
+#include <linux/file.h>
+#include <linux/iommufd.h>
 #include <linux/list.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -30,6 +34,7 @@
 #include <linux/vhost.h>
 #include <linux/virtio_iommu.h>
 #include <linux/wait.h>
+#include <linux/xarray.h>
 
 #include "vhost.h"
 
@@ -53,6 +58,21 @@
 
 /* Max size of the payload of an answer (PROBE properties) */
 #define VHOST_IOMMU_PAYLOAD_MAX 4096
+
+/*
+ * Max number of invalidation entries in one call to the IOMMU driver, which
+ * is also the max number of endpoints bound to one domain: a request on a
+ * domain becomes one entry per endpoint.
+ */
+#define VHOST_IOMMU_BATCH_MAX 64
+
+/* A tail is 4 bytes: at most 4 non-empty iovecs to write it */
+#define VHOST_IOMMU_TAIL_IOV 4
+
+/* Checked INVALIDATE, to be served in the kernel */
+#define VHOST_IOMMU_BATCHED (-EALREADY)
+/* INVALIDATE of a domain the kernel does not serve: forward it */
+#define VHOST_IOMMU_TO_VMM (-EREMOTE)
 
 /* The request was forwarded to the VMM: nothing to return to the guest yet */
 #define VHOST_IOMMU_FORWARDED (-EINPROGRESS)
@@ -117,6 +137,68 @@ struct vhost_iommu_req {
 };
 
 /**
+ * struct vhost_iommu_ep - An endpoint bound with VHOST_IOMMU_SET_ENDPOINT
+ * @node: In the list of its domain
+ * @id: The virtio endpoint ID
+ * @dev_id: The iommufd device ID
+ * @vdev_id: The virtual ID of its vDEVICE (the vSID on Arm SMMUv3)
+ * @dom: Its domain
+ */
+struct vhost_iommu_ep {
+	struct list_head node;
+	u32 id;
+	u32 dev_id;
+	u32 vdev_id;
+	struct vhost_iommu_dom *dom;
+};
+
+/**
+ * struct vhost_iommu_dom - A domain bound with VHOST_IOMMU_SET_DOMAIN
+ * @id: The virtio domain ID
+ * @viommu: The iommufd vIOMMU that serves its invalidations
+ * @nr_eps: Number of entries in @eps
+ * @eps: Its endpoints
+ */
+struct vhost_iommu_dom {
+	u32 id;
+	struct iommufd_viommu *viommu;
+	unsigned int nr_eps;
+	struct list_head eps;
+};
+
+/**
+ * struct vhost_iommu_batch_req - An INVALIDATE waiting in the batch
+ * @head: The guest's descriptor head
+ * @first: Index of its first entry in the batch
+ * @nr: Number of its entries, 0 if there is nothing to invalidate
+ * @in_num: Number of entries in @in_iov
+ * @in_iov: The guest's buffers for the tail
+ */
+struct vhost_iommu_batch_req {
+	unsigned int head;
+	unsigned int first;
+	unsigned int nr;
+	unsigned int in_num;
+	struct iovec in_iov[VHOST_IOMMU_TAIL_IOV];
+};
+
+/**
+ * struct vhost_iommu_batch - Consecutive INVALIDATEs for one vIOMMU
+ * @viommu: The vIOMMU of every entry
+ * @nr_reqs: Number of requests in @reqs
+ * @nr_entries: Number of entries in @entries
+ * @reqs: The requests, in ring order
+ * @entries: Their entries, in request order
+ */
+struct vhost_iommu_batch {
+	struct iommufd_viommu *viommu;
+	unsigned int nr_reqs;
+	unsigned int nr_entries;
+	struct vhost_iommu_batch_req reqs[VHOST_IOMMU_BATCH_MAX];
+	struct iommu_viommu_invalidate_virtio entries[VHOST_IOMMU_BATCH_MAX];
+};
+
+/**
  * struct vhost_iommu - A vhost-iommu device
  * @dev: The vhost device
  * @vqs: The request and event queues
@@ -127,6 +209,14 @@ struct vhost_iommu_req {
  * @nr_pending: Number of requests in the three lists
  * @next_cookie: The cookie of the next forwarded request
  * @wq: Readers and pollers of the channel
+ * @ictx: The iommufd bound with VHOST_IOMMU_SET_IOMMUFD
+ * @doms: Bound domains (struct vhost_iommu_dom) by virtio domain ID
+ * @eps: Bound endpoints (struct vhost_iommu_ep) by virtio endpoint ID
+ * @batch: INVALIDATEs collected by the worker for one driver call
+ *
+ * @ictx, @doms and @eps change under @dev.mutex and the request queue's
+ * mutex; the worker reads them under the latter. @batch belongs to the
+ * worker (request queue's mutex).
  *
  * A request in a list holds its descriptor head. Only the worker adds to
  * @queued. Entries leave the lists under @dev.mutex (read, write, reset,
@@ -143,6 +233,10 @@ struct vhost_iommu {
 	unsigned int nr_pending;
 	u64 next_cookie;
 	wait_queue_head_t wq;
+	struct iommufd_ctx *ictx;
+	struct xarray doms;
+	struct xarray eps;
+	struct vhost_iommu_batch batch;
 };
 
 static bool vhost_iommu_has_queued(struct vhost_iommu *v)
@@ -258,17 +352,213 @@ static int vhost_iommu_forward(struct vhost_iommu *v, unsigned int head,
 	return VHOST_IOMMU_FORWARDED;
 }
 
+static bool vhost_iommu_has_pending(struct vhost_iommu *v)
+{
+	bool ret;
+
+	spin_lock(&v->lock);
+	ret = v->nr_pending;
+	spin_unlock(&v->lock);
+	return ret;
+}
+
+static u8 vhost_iommu_errno_to_status(int err)
+{
+	switch (err) {
+	case 0:
+		return VIRTIO_IOMMU_S_OK;
+	case -EINVAL:
+	case -EIO:
+	case -EOPNOTSUPP:
+		return VIRTIO_IOMMU_S_INVAL;
+	case -ENOENT:
+		return VIRTIO_IOMMU_S_NOENT;
+	case -ENOMEM:
+		return VIRTIO_IOMMU_S_NOMEM;
+	default:
+		return VIRTIO_IOMMU_S_DEVERR;
+	}
+}
+
+/* Check every field of an INVALIDATE before it can reach the IOMMU driver */
+static bool vhost_iommu_inval_valid(const struct virtio_iommu_req_invalidate *inv)
+{
+	u16 flags = le16_to_cpu(inv->flags);
+	u64 nr_pages, last;
+
+	if (inv->scope < VIRTIO_IOMMU_INVAL_S_DOMAIN ||
+	    inv->scope > VIRTIO_IOMMU_INVAL_S_ADDRESS)
+		return false;
+	if (!inv->caches || inv->caches & ~VIRTIO_IOMMU_INVAL_C_MASK)
+		return false;
+	if (flags & ~VIRTIO_IOMMU_INVAL_F_MASK)
+		return false;
+	if (memchr_inv(inv->reserved, 0, sizeof(inv->reserved)))
+		return false;
+	if (inv->scope == VIRTIO_IOMMU_INVAL_S_PASID &&
+	    !(flags & VIRTIO_IOMMU_INVAL_F_PASID))
+		return false;
+	if (inv->scope != VIRTIO_IOMMU_INVAL_S_ADDRESS)
+		return true;
+
+	/* 4 KiB to 4 PiB pages, and a range that fits in 64 bits */
+	nr_pages = le64_to_cpu(inv->nr_pages);
+	if (inv->page_size < 12 || inv->page_size > 52 || !nr_pages ||
+	    nr_pages > U64_MAX >> inv->page_size)
+		return false;
+	return !check_add_overflow(le64_to_cpu(inv->address),
+				   (nr_pages << inv->page_size) - 1, &last);
+}
+
+static void vhost_iommu_batch_done(struct vhost_virtqueue *vq,
+				   const struct vhost_iommu_batch_req *br,
+				   u8 status)
+{
+	int len;
+
+	len = vhost_iommu_write_resp(br->in_iov, br->in_num, NULL, 0, status);
+	if (len < 0) {
+		vq_err(vq, "vhost-iommu: faulted on the response\n");
+		len = 0;
+	}
+	if (vhost_add_used(vq, br->head, len))
+		vq_err(vq, "vhost-iommu: cannot update the used ring\n");
+}
+
 /*
- * Parse one request. Return the used length to return it with now, or
- * VHOST_IOMMU_FORWARDED.
+ * Submit the batch to the IOMMU driver in one call and return its requests
+ * to the guest. When an entry fails, its request gets the error and the
+ * requests behind it are submitted again. Return whether anything was
+ * returned to the guest.
+ */
+static bool vhost_iommu_flush_batch(struct vhost_iommu *v,
+				    struct vhost_virtqueue *vq)
+{
+	struct vhost_iommu_batch *b = &v->batch;
+	unsigned int r = 0;
+
+	if (!b->nr_reqs)
+		return false;
+
+	while (r < b->nr_reqs) {
+		unsigned int first = b->reqs[r].first;
+		u32 left = b->nr_entries - first;
+		u32 num = left;
+		int ret = 0;
+
+		if (num)
+			ret = iommufd_viommu_invalidate(b->viommu,
+							IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+							&b->entries[first],
+							sizeof(b->entries[0]),
+							&num);
+		if (!ret || num > left)
+			num = left;
+
+		/* Every request whose entries were all handled succeeded */
+		while (r < b->nr_reqs &&
+		       b->reqs[r].first + b->reqs[r].nr <= first + num)
+			vhost_iommu_batch_done(vq, &b->reqs[r++],
+					       VIRTIO_IOMMU_S_OK);
+		if (ret && r < b->nr_reqs)
+			vhost_iommu_batch_done(vq, &b->reqs[r++],
+					       vhost_iommu_errno_to_status(ret));
+	}
+
+	b->nr_reqs = 0;
+	b->nr_entries = 0;
+	b->viommu = NULL;
+	return true;
+}
+
+/*
+ * Serve an INVALIDATE in the kernel if its domain is bound and no request
+ * waits at the VMM: check it, turn it into one entry per endpoint of the
+ * domain and add it to the batch. Return VHOST_IOMMU_BATCHED,
+ * VHOST_IOMMU_TO_VMM, or the used length of a refused request.
+ */
+static int vhost_iommu_batch_inval(struct vhost_iommu *v,
+				   struct vhost_virtqueue *vq,
+				   unsigned int head,
+				   const struct iovec *in_iov, unsigned int in,
+				   const u8 *buf, bool *added)
+{
+	const struct virtio_iommu_req_invalidate *inv = (const void *)buf;
+	struct vhost_iommu_batch *b = &v->batch;
+	struct iommu_viommu_invalidate_virtio entry = {};
+	struct vhost_iommu_batch_req *br;
+	unsigned int nr, i, nr_iov = 0;
+	struct vhost_iommu_dom *dom;
+	struct vhost_iommu_ep *ep;
+	size_t len = 0;
+
+	static_assert(offsetof(struct iommu_viommu_invalidate_virtio, vdev_id) ==
+		      offsetof(struct virtio_iommu_req_invalidate, tail));
+
+	/* A request waiting at the VMM is a barrier: nothing overtakes it */
+	if (!v->ictx || vhost_iommu_has_pending(v))
+		return VHOST_IOMMU_TO_VMM;
+	dom = xa_load(&v->doms, le32_to_cpu(inv->domain));
+	if (!dom)
+		return VHOST_IOMMU_TO_VMM;
+	if (!vhost_iommu_inval_valid(inv))
+		return vhost_iommu_write_resp(in_iov, in, NULL, 0,
+					      VIRTIO_IOMMU_S_INVAL);
+
+	nr = max(dom->nr_eps, 1U);
+	if (b->nr_reqs && (b->viommu != dom->viommu ||
+			   b->nr_reqs == VHOST_IOMMU_BATCH_MAX ||
+			   b->nr_entries + nr > VHOST_IOMMU_BATCH_MAX))
+		*added |= vhost_iommu_flush_batch(v, vq);
+
+	br = &b->reqs[b->nr_reqs];
+	/* Keep the buffers of the tail: vq->iov is reused for the next one */
+	for (i = 0; i < in && nr_iov < VHOST_IOMMU_TAIL_IOV; i++) {
+		if (len >= sizeof(struct virtio_iommu_req_tail))
+			break;
+		if (!in_iov[i].iov_len)
+			continue;
+		br->in_iov[nr_iov++] = in_iov[i];
+		len += in_iov[i].iov_len;
+	}
+	br->in_num = nr_iov;
+	br->head = head;
+	br->first = b->nr_entries;
+	br->nr = 0;
+
+	/* The request as on the wire, the tail replaced by the vdev_id */
+	memcpy(&entry, buf, offsetof(struct virtio_iommu_req_invalidate, tail));
+	memset(entry.__reserved0, 0, sizeof(entry.__reserved0));
+	if (!dom->nr_eps) {
+		/* No endpoint: no PASID table to invalidate, no device TLB */
+		entry.caches &= ~VIRTIO_IOMMU_INVAL_C_PASID;
+		if (entry.caches)
+			b->entries[br->first + br->nr++] = entry;
+	} else {
+		entry.flags |= cpu_to_le16(IOMMU_VIRTIO_INVAL_F_VDEV);
+		list_for_each_entry(ep, &dom->eps, node) {
+			entry.vdev_id = cpu_to_le32(ep->vdev_id);
+			b->entries[br->first + br->nr++] = entry;
+		}
+	}
+	b->nr_entries += br->nr;
+	b->viommu = dom->viommu;
+	b->nr_reqs++;
+	return VHOST_IOMMU_BATCHED;
+}
+
+/*
+ * Parse one request. Return the used length to return it with now,
+ * VHOST_IOMMU_FORWARDED or VHOST_IOMMU_BATCHED.
  */
 static int vhost_iommu_handle_req(struct vhost_iommu *v,
 				  struct vhost_virtqueue *vq, unsigned int head,
 				  unsigned int out, unsigned int in,
-				  size_t *out_len)
+				  size_t *out_len, bool *added)
 {
 	const struct iovec *in_iov = &vq->iov[out];
-	u8 buf[VHOST_IOMMU_REQ_MAX];
+	u8 buf[VHOST_IOMMU_REQ_MAX] __aligned(8);
+	int ret;
 	size_t in_len, req_len;
 	struct iov_iter from;
 
@@ -307,6 +597,15 @@ static int vhost_iommu_handle_req(struct vhost_iommu *v,
 		return 0;
 	}
 
+	if (buf[0] == VIRTIO_IOMMU_T_INVALIDATE) {
+		ret = vhost_iommu_batch_inval(v, vq, head, in_iov, in, buf,
+					      added);
+		if (ret != VHOST_IOMMU_TO_VMM)
+			return ret;
+	}
+
+	/* What the kernel collected comes first */
+	*added |= vhost_iommu_flush_batch(v, vq);
 	return vhost_iommu_forward(v, head, in_iov, in, in_len, buf, req_len);
 }
 
@@ -344,9 +643,10 @@ static void vhost_iommu_handle_req_vq(struct vhost_iommu *v)
 			break;
 		}
 
-		len = vhost_iommu_handle_req(v, vq, head, out, in, &out_len);
+		len = vhost_iommu_handle_req(v, vq, head, out, in, &out_len,
+					     &added);
 		total_len += out_len;
-		if (len == VHOST_IOMMU_FORWARDED)
+		if (len == VHOST_IOMMU_FORWARDED || len == VHOST_IOMMU_BATCHED)
 			continue;
 		if (len < 0) {
 			vq_err(vq, "vhost-iommu: faulted on the response\n");
@@ -359,6 +659,7 @@ static void vhost_iommu_handle_req_vq(struct vhost_iommu *v)
 		added = true;
 	} while (likely(!vhost_exceeds_weight(vq, ++pkts, total_len)));
 
+	added |= vhost_iommu_flush_batch(v, vq);
 	if (added)
 		vhost_signal(&v->dev, vq);
 out_unlock:
@@ -651,6 +952,8 @@ static int vhost_iommu_open(struct inode *inode, struct file *f)
 	INIT_LIST_HEAD(&v->sent);
 	INIT_LIST_HEAD(&v->answered);
 	init_waitqueue_head(&v->wq);
+	xa_init(&v->doms);
+	xa_init(&v->eps);
 
 	vqs[VHOST_IOMMU_VQ_REQ] = &v->vqs[VHOST_IOMMU_VQ_REQ];
 	vqs[VHOST_IOMMU_VQ_EVENT] = &v->vqs[VHOST_IOMMU_VQ_EVENT];
@@ -710,6 +1013,28 @@ err_vq:
 	return ret;
 }
 
+/* Drop every binding. The device is stopped and flushed. */
+static void vhost_iommu_unbind_all(struct vhost_iommu *v)
+{
+	struct vhost_iommu_dom *dom;
+	struct vhost_iommu_ep *ep;
+	unsigned long id;
+
+	xa_for_each(&v->eps, id, ep) {
+		xa_erase(&v->eps, id);
+		kfree(ep);
+	}
+	xa_for_each(&v->doms, id, dom) {
+		xa_erase(&v->doms, id);
+		iommufd_viommu_put_ref(dom->viommu);
+		kfree(dom);
+	}
+	if (v->ictx) {
+		iommufd_ctx_put(v->ictx);
+		v->ictx = NULL;
+	}
+}
+
 static int vhost_iommu_release(struct inode *inode, struct file *f)
 {
 	struct vhost_iommu *v = f->private_data;
@@ -718,6 +1043,9 @@ static int vhost_iommu_release(struct inode *inode, struct file *f)
 	vhost_iommu_stop(v);
 	vhost_dev_flush(&v->dev);
 	vhost_iommu_drop_pending(v);
+	vhost_iommu_unbind_all(v);
+	xa_destroy(&v->doms);
+	xa_destroy(&v->eps);
 	vhost_dev_stop(&v->dev);
 	vhost_dev_cleanup(&v->dev);
 	kfree(v->dev.vqs);
@@ -742,6 +1070,7 @@ static long vhost_iommu_reset_owner(struct vhost_iommu *v)
 	vhost_iommu_stop(v);
 	vhost_dev_flush(&v->dev);
 	vhost_iommu_drop_pending(v);
+	vhost_iommu_unbind_all(v);
 	vhost_dev_stop(&v->dev);
 	vhost_dev_reset_owner(&v->dev, umem);
 out_unlock:
@@ -915,6 +1244,233 @@ out_unlock:
 	return ret;
 }
 
+static long vhost_iommu_set_iommufd(struct vhost_iommu *v, void __user *argp)
+{
+	struct vhost_virtqueue *vq = &v->vqs[VHOST_IOMMU_VQ_REQ];
+	struct vhost_iommu_iommufd cmd;
+	struct iommufd_ctx *ictx;
+	u32 usize;
+	long ret;
+
+	ret = vhost_iommu_get_arg(&cmd, sizeof(cmd),
+				  offsetofend(struct vhost_iommu_iommufd,
+					      iommufd),
+				  argp, &usize);
+	if (ret)
+		return ret;
+	if (cmd.iommufd < VHOST_FILE_UNBIND)
+		return -EBADF;
+
+	mutex_lock(&v->dev.mutex);
+	ret = vhost_dev_check_owner(&v->dev);
+	if (ret)
+		goto out_unlock;
+
+	if (cmd.iommufd == VHOST_FILE_UNBIND) {
+		if (!xa_empty(&v->doms)) {
+			ret = -EBUSY;
+			goto out_unlock;
+		}
+		mutex_lock(&vq->mutex);
+		ictx = v->ictx;
+		v->ictx = NULL;
+		mutex_unlock(&vq->mutex);
+		if (ictx)
+			iommufd_ctx_put(ictx);
+		goto out_unlock;
+	}
+
+	if (v->ictx) {
+		ret = -EBUSY;
+		goto out_unlock;
+	}
+	ictx = iommufd_ctx_from_fd(cmd.iommufd);
+	if (IS_ERR(ictx)) {
+		ret = PTR_ERR(ictx);
+		goto out_unlock;
+	}
+	mutex_lock(&vq->mutex);
+	v->ictx = ictx;
+	mutex_unlock(&vq->mutex);
+out_unlock:
+	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
+static long vhost_iommu_unbind_domain(struct vhost_iommu *v,
+				      const struct vhost_iommu_domain *cmd)
+{
+	struct vhost_virtqueue *vq = &v->vqs[VHOST_IOMMU_VQ_REQ];
+	struct vhost_iommu_dom *dom;
+
+	if (cmd->viommu_id)
+		return -EINVAL;
+	dom = xa_load(&v->doms, cmd->domain);
+	if (!dom)
+		return -ENOENT;
+	if (dom->nr_eps)
+		return -EBUSY;
+
+	mutex_lock(&vq->mutex);
+	xa_erase(&v->doms, cmd->domain);
+	mutex_unlock(&vq->mutex);
+	iommufd_viommu_put_ref(dom->viommu);
+	kfree(dom);
+	return 0;
+}
+
+static long vhost_iommu_bind_domain(struct vhost_iommu *v,
+				    const struct vhost_iommu_domain *cmd)
+{
+	struct vhost_virtqueue *vq = &v->vqs[VHOST_IOMMU_VQ_REQ];
+	struct iommufd_viommu *viommu;
+	struct vhost_iommu_dom *dom;
+	long ret;
+
+	if (!v->ictx)
+		return -EINVAL;
+	if (xa_load(&v->doms, cmd->domain))
+		return -EEXIST;
+
+	dom = kzalloc_obj(*dom, GFP_KERNEL_ACCOUNT);
+	if (!dom)
+		return -ENOMEM;
+	viommu = iommufd_viommu_get_by_id(v->ictx, cmd->viommu_id);
+	if (IS_ERR(viommu)) {
+		ret = PTR_ERR(viommu);
+		goto err_free;
+	}
+	dom->id = cmd->domain;
+	dom->viommu = viommu;
+	INIT_LIST_HEAD(&dom->eps);
+
+	mutex_lock(&vq->mutex);
+	ret = xa_insert(&v->doms, cmd->domain, dom, GFP_KERNEL_ACCOUNT);
+	mutex_unlock(&vq->mutex);
+	if (ret)
+		goto err_put;
+	return 0;
+
+err_put:
+	iommufd_viommu_put_ref(viommu);
+err_free:
+	kfree(dom);
+	return ret;
+}
+
+static long vhost_iommu_set_domain(struct vhost_iommu *v, void __user *argp)
+{
+	struct vhost_iommu_domain cmd;
+	u32 usize;
+	long ret;
+
+	ret = vhost_iommu_get_arg(&cmd, sizeof(cmd),
+				  offsetofend(struct vhost_iommu_domain,
+					      viommu_id),
+				  argp, &usize);
+	if (ret)
+		return ret;
+	if (cmd.flags & ~VHOST_IOMMU_BIND_UNBIND)
+		return -EOPNOTSUPP;
+
+	mutex_lock(&v->dev.mutex);
+	ret = vhost_dev_check_owner(&v->dev);
+	if (!ret) {
+		if (cmd.flags & VHOST_IOMMU_BIND_UNBIND)
+			ret = vhost_iommu_unbind_domain(v, &cmd);
+		else
+			ret = vhost_iommu_bind_domain(v, &cmd);
+	}
+	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
+static long vhost_iommu_unbind_endpoint(struct vhost_iommu *v,
+					const struct vhost_iommu_endpoint *cmd)
+{
+	struct vhost_virtqueue *vq = &v->vqs[VHOST_IOMMU_VQ_REQ];
+	struct vhost_iommu_ep *ep;
+
+	if (cmd->domain || cmd->dev_id || cmd->vdev_id)
+		return -EINVAL;
+	ep = xa_load(&v->eps, cmd->endpoint);
+	if (!ep)
+		return -ENOENT;
+
+	mutex_lock(&vq->mutex);
+	xa_erase(&v->eps, cmd->endpoint);
+	list_del(&ep->node);
+	ep->dom->nr_eps--;
+	mutex_unlock(&vq->mutex);
+	kfree(ep);
+	return 0;
+}
+
+static long vhost_iommu_bind_endpoint(struct vhost_iommu *v,
+				      const struct vhost_iommu_endpoint *cmd)
+{
+	struct vhost_virtqueue *vq = &v->vqs[VHOST_IOMMU_VQ_REQ];
+	struct vhost_iommu_dom *dom;
+	struct vhost_iommu_ep *ep;
+	long ret;
+
+	if (cmd->vdev_id > U32_MAX)
+		return -EINVAL;
+	dom = xa_load(&v->doms, cmd->domain);
+	if (!dom)
+		return -ENOENT;
+	if (xa_load(&v->eps, cmd->endpoint))
+		return -EEXIST;
+	if (dom->nr_eps >= VHOST_IOMMU_BATCH_MAX)
+		return -ENOSPC;
+
+	ep = kzalloc_obj(*ep, GFP_KERNEL_ACCOUNT);
+	if (!ep)
+		return -ENOMEM;
+	ep->id = cmd->endpoint;
+	ep->dev_id = cmd->dev_id;
+	ep->vdev_id = cmd->vdev_id;
+	ep->dom = dom;
+
+	mutex_lock(&vq->mutex);
+	ret = xa_insert(&v->eps, cmd->endpoint, ep, GFP_KERNEL_ACCOUNT);
+	if (!ret) {
+		list_add_tail(&ep->node, &dom->eps);
+		dom->nr_eps++;
+	}
+	mutex_unlock(&vq->mutex);
+	if (ret)
+		kfree(ep);
+	return ret;
+}
+
+static long vhost_iommu_set_endpoint(struct vhost_iommu *v, void __user *argp)
+{
+	struct vhost_iommu_endpoint cmd;
+	u32 usize;
+	long ret;
+
+	ret = vhost_iommu_get_arg(&cmd, sizeof(cmd),
+				  offsetofend(struct vhost_iommu_endpoint,
+					      vdev_id),
+				  argp, &usize);
+	if (ret)
+		return ret;
+	if (cmd.flags & ~VHOST_IOMMU_BIND_UNBIND || cmd.__reserved)
+		return -EOPNOTSUPP;
+
+	mutex_lock(&v->dev.mutex);
+	ret = vhost_dev_check_owner(&v->dev);
+	if (!ret) {
+		if (cmd.flags & VHOST_IOMMU_BIND_UNBIND)
+			ret = vhost_iommu_unbind_endpoint(v, &cmd);
+		else
+			ret = vhost_iommu_bind_endpoint(v, &cmd);
+	}
+	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
 static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
 			      unsigned long arg)
 {
@@ -929,6 +1485,12 @@ static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
 		return vhost_iommu_get_info(v, argp);
 	case VHOST_IOMMU_SET_RUNNING:
 		return vhost_iommu_set_running(v, argp);
+	case VHOST_IOMMU_SET_IOMMUFD:
+		return vhost_iommu_set_iommufd(v, argp);
+	case VHOST_IOMMU_SET_DOMAIN:
+		return vhost_iommu_set_domain(v, argp);
+	case VHOST_IOMMU_SET_ENDPOINT:
+		return vhost_iommu_set_endpoint(v, argp);
 	case VHOST_GET_FEATURES:
 		features = VHOST_IOMMU_FEATURES;
 		if (copy_to_user(featurep, &features, sizeof(features)))
@@ -992,6 +1554,7 @@ static struct miscdevice vhost_iommu_misc = {
 };
 module_misc_device(vhost_iommu_misc);
 
+MODULE_IMPORT_NS("IOMMUFD");
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("vhost virtio-iommu device");
 MODULE_ALIAS("devname:vhost-iommu");

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * vhost-iommu selftests: the test process plays both the VMM (device setup,
- * slow-path channel) and the guest (requests on the request queue), with an
- * identity memory table. A helper thread does the kicks.
+ * slow-path channel, iommufd bindings) and the guest (requests on the request
+ * queue), with an identity memory table. A helper thread does the kicks. The
+ * in-kernel INVALIDATE path runs against the iommufd selftest mock vIOMMU.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 
 #include "../kselftest_harness.h"
 #include "vhost_iommu_lib.h"
+#include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 
 #define TIMEOUT_MS	2000
 /* How long to wait for something that must not happen */
@@ -980,6 +983,546 @@ TEST_F(vhost_iommu, new_worker)
 	ASSERT_EQ(sizeof(msg), vi_read_msg(&self->d, &msg, TIMEOUT_MS));
 	ASSERT_EQ(0, vi_answer(&self->d, msg.cookie, 0, NULL, 0));
 	ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS));
+}
+
+/*
+ * Phase 2: INVALIDATE of a domain bound to an iommufd vIOMMU is served in
+ * the kernel. The vIOMMU is the iommufd selftest mock's.
+ */
+#define INVAL_LEN	offsetof(struct virtio_iommu_req_invalidate, tail)
+#define MOCK_VSID	0x10
+#define EP_ID		5
+#define DOM_ID		1
+
+static int mock_setup(int *fd, uint32_t *idev_id, uint32_t *viommu_id,
+		      uint32_t *vdev_id)
+{
+	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
+	struct iommu_test_cmd mock = {
+		.size = sizeof(mock),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
+	};
+	struct iommu_hwpt_alloc hwpt = {
+		.size = sizeof(hwpt),
+		.flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
+	};
+	struct iommu_viommu_alloc viommu = {
+		.size = sizeof(viommu),
+		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
+	};
+	struct iommu_vdevice_alloc vdev = {
+		.size = sizeof(vdev),
+		.virt_id = MOCK_VSID,
+	};
+
+	*fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (*fd < 0)
+		return -errno;
+	if (ioctl(*fd, IOMMU_IOAS_ALLOC, &ioas))
+		return -errno;
+	mock.id = ioas.out_ioas_id;
+	if (ioctl(*fd, IOMMU_TEST_CMD, &mock))
+		return -errno;
+	*idev_id = mock.mock_domain.out_idev_id;
+	hwpt.dev_id = *idev_id;
+	hwpt.pt_id = ioas.out_ioas_id;
+	if (ioctl(*fd, IOMMU_HWPT_ALLOC, &hwpt))
+		return -errno;
+	viommu.dev_id = *idev_id;
+	viommu.hwpt_id = hwpt.out_hwpt_id;
+	if (ioctl(*fd, IOMMU_VIOMMU_ALLOC, &viommu))
+		return -errno;
+	*viommu_id = viommu.out_viommu_id;
+	vdev.viommu_id = *viommu_id;
+	vdev.dev_id = *idev_id;
+	if (ioctl(*fd, IOMMU_VDEVICE_ALLOC, &vdev))
+		return -errno;
+	*vdev_id = vdev.out_vdevice_id;
+	return 0;
+}
+
+static int set_iommufd(int fd, int iommufd)
+{
+	struct vhost_iommu_iommufd cmd = {
+		.size = sizeof(cmd),
+		.iommufd = iommufd,
+	};
+
+	return ioctl(fd, VHOST_IOMMU_SET_IOMMUFD, &cmd) ? -errno : 0;
+}
+
+static int set_domain(int fd, uint32_t flags, uint32_t domain,
+		      uint32_t viommu_id)
+{
+	struct vhost_iommu_domain cmd = {
+		.size = sizeof(cmd),
+		.flags = flags,
+		.domain = domain,
+		.viommu_id = viommu_id,
+	};
+
+	return ioctl(fd, VHOST_IOMMU_SET_DOMAIN, &cmd) ? -errno : 0;
+}
+
+static int set_endpoint(int fd, uint32_t flags, uint32_t endpoint,
+			uint32_t domain, uint32_t dev_id, uint64_t vdev_id)
+{
+	struct vhost_iommu_endpoint cmd = {
+		.size = sizeof(cmd),
+		.flags = flags,
+		.endpoint = endpoint,
+		.domain = domain,
+		.dev_id = dev_id,
+		.vdev_id = vdev_id,
+	};
+
+	return ioctl(fd, VHOST_IOMMU_SET_ENDPOINT, &cmd) ? -errno : 0;
+}
+
+/* Read and clear the mock vIOMMU's log of virtio entries */
+static int read_log(int fd, uint32_t viommu_id,
+		    struct iommu_test_virtio_inv_record *recs, uint32_t *num,
+		    uint32_t *calls)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_VIOMMU_VIRTIO_LOG,
+		.id = viommu_id,
+		.virtio_log = {
+			.uptr = (uintptr_t)recs,
+			.max = MOCK_VIRTIO_LOG_MAX,
+		},
+	};
+
+	if (ioctl(fd, IOMMU_TEST_CMD, &cmd))
+		return -errno;
+	*num = cmd.virtio_log.out_num;
+	*calls = cmd.virtio_log.out_calls;
+	return 0;
+}
+
+FIXTURE(vhost_iommu_bind) {
+	struct vi_dev d;
+	int iommufd;
+	uint32_t idev_id;
+	uint32_t viommu_id;
+	uint32_t vdev_id;
+};
+
+FIXTURE_SETUP(vhost_iommu_bind)
+{
+	int ret;
+
+	self->iommufd = -1;
+	ret = vi_open(&self->d);
+	if (ret == -ENOENT)
+		SKIP(return, "no /dev/vhost-iommu");
+	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, vi_setup(&self->d, FEATURES, RING_NUM));
+	ret = mock_setup(&self->iommufd, &self->idev_id, &self->viommu_id,
+			 &self->vdev_id);
+	if (ret == -ENOENT || ret == -ENOTTY)
+		SKIP(return, "no iommufd selftest mock");
+	ASSERT_EQ(0, ret);
+}
+
+FIXTURE_TEARDOWN(vhost_iommu_bind)
+{
+	vi_close(&self->d);
+	if (self->iommufd >= 0)
+		close(self->iommufd);
+}
+
+static uint8_t *make_inval(struct vi_dev *d, uint32_t domain, uint8_t scope,
+			   uint8_t caches, uint16_t flags)
+{
+	struct virtio_iommu_req_invalidate *inv = vi_alloc(d, sizeof(*inv));
+
+	memset(inv, 0, sizeof(*inv));
+	inv->head.type = VIRTIO_IOMMU_T_INVALIDATE;
+	inv->scope = scope;
+	inv->caches = caches;
+	inv->flags = flags;
+	inv->domain = domain;
+	inv->id = 0x42;
+	inv->address = 0x100000;
+	inv->nr_pages = 4;
+	inv->page_size = 12;
+	return (uint8_t *)inv;
+}
+
+/* Post an INVALIDATE, kick, return the status it completed with or -errno */
+static int inval_status(struct vi_dev *d, uint8_t *inv, uint32_t *used_len)
+{
+	uint8_t *resp = vi_alloc(d, TAIL);
+	uint32_t id;
+	int head;
+
+	memset(resp, 0xff, TAIL);
+	head = vi_post_req(d, inv, INVAL_LEN, resp, TAIL);
+	if (head < 0)
+		return head;
+	vi_kick(d, VI_REQ_VQ);
+	if (vi_get_used(d, VI_REQ_VQ, &id, used_len, TIMEOUT_MS))
+		return -ETIMEDOUT;
+	if (id != (uint32_t)head)
+		return -EIO;
+	return resp[0];
+}
+
+TEST_F(vhost_iommu_bind, bind_ioctls)
+{
+	int other;
+
+	/* Nothing bound yet */
+	EXPECT_EQ(-EINVAL, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	EXPECT_EQ(-ENOENT, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
+					self->idev_id, MOCK_VSID));
+	/* Not an iommufd, not a file */
+	EXPECT_EQ(-EBADFD, set_iommufd(self->d.fd, self->d.vqs[0].kick_fd));
+	EXPECT_EQ(-EBADF, set_iommufd(self->d.fd, 1000));
+	EXPECT_EQ(-EBADF, set_iommufd(self->d.fd, -2));
+
+	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
+	EXPECT_EQ(-EBUSY, set_iommufd(self->d.fd, self->iommufd));
+
+	/* Wrong object IDs and types */
+	EXPECT_EQ(-ENOENT, set_domain(self->d.fd, 0, DOM_ID, 0xbad));
+	EXPECT_EQ(-ENOENT, set_domain(self->d.fd, 0, DOM_ID, self->idev_id));
+	EXPECT_EQ(-EOPNOTSUPP, set_domain(self->d.fd, 2, DOM_ID,
+					  self->viommu_id));
+	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	EXPECT_EQ(-EEXIST, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+
+	/* The vIOMMU is held */
+	{
+		struct iommu_destroy destroy = {
+			.size = sizeof(destroy),
+			.id = self->viommu_id,
+		};
+
+		EXPECT_EQ(-1, ioctl(self->iommufd, IOMMU_DESTROY, &destroy));
+		EXPECT_EQ(EBUSY, errno);
+	}
+
+	EXPECT_EQ(-EINVAL, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
+					self->idev_id, 1ULL << 32));
+	EXPECT_EQ(-ENOENT, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID + 1,
+					self->idev_id, MOCK_VSID));
+	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+				  MOCK_VSID));
+	EXPECT_EQ(-EEXIST, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
+					self->idev_id, MOCK_VSID));
+
+	/* Unbinding in the wrong order */
+	EXPECT_EQ(-EBUSY, set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
+				     DOM_ID, 0));
+	EXPECT_EQ(-EBUSY, set_iommufd(self->d.fd, -1));
+	EXPECT_EQ(-EINVAL, set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
+					EP_ID, DOM_ID, 0, 0));
+	ASSERT_EQ(0, set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND, EP_ID,
+				  0, 0, 0));
+	EXPECT_EQ(-ENOENT, set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
+					EP_ID, 0, 0, 0));
+	ASSERT_EQ(0, set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND, DOM_ID,
+				0));
+	EXPECT_EQ(-ENOENT, set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
+				      DOM_ID, 0));
+	ASSERT_EQ(0, set_iommufd(self->d.fd, -1));
+
+	/* Closing the iommufd while bound: the device keeps it alive */
+	other = dup(self->iommufd);
+	ASSERT_LE(0, other);
+	ASSERT_EQ(0, set_iommufd(self->d.fd, other));
+	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	close(other);
+	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+				  MOCK_VSID));
+	/* Teardown closes the device with everything bound */
+}
+
+TEST_F(vhost_iommu_bind, bind_sizes)
+{
+	test_length(_metadata, self->d.fd, VHOST_IOMMU_SET_IOMMUFD,
+		    sizeof(struct vhost_iommu_iommufd));
+	test_length(_metadata, self->d.fd, VHOST_IOMMU_SET_DOMAIN,
+		    sizeof(struct vhost_iommu_domain));
+	test_length(_metadata, self->d.fd, VHOST_IOMMU_SET_ENDPOINT,
+		    sizeof(struct vhost_iommu_endpoint));
+}
+
+/* Served in the kernel: no message reaches the VMM */
+TEST_F(vhost_iommu_bind, inval_in_kernel)
+{
+	struct iommu_test_virtio_inv_record recs[MOCK_VIRTIO_LOG_MAX];
+	struct virtio_iommu_req_invalidate *inv;
+	struct vhost_iommu_req_msg msg;
+	uint32_t len, num, calls;
+
+	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
+			      &calls));
+
+	/* No endpoint: one TLB entry, no vdev_id */
+	inv = (void *)make_inval(&self->d, DOM_ID, VIRTIO_IOMMU_INVAL_S_ADDRESS,
+				 VIRTIO_IOMMU_INVAL_C_TLB,
+				 VIRTIO_IOMMU_INVAL_F_ID | VIRTIO_IOMMU_INVAL_F_LEAF);
+	inv->head.reserved[0] = 0x5a;	/* ignored, not passed on */
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK, inval_status(&self->d, (void *)inv, &len));
+	EXPECT_EQ(TAIL, len);
+	EXPECT_EQ(-EAGAIN, vi_read_msg(&self->d, &msg, QUIET_MS));
+	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
+			      &calls));
+	ASSERT_EQ(1, calls);
+	ASSERT_EQ(1, num);
+	EXPECT_EQ(VIRTIO_IOMMU_T_INVALIDATE, recs[0].entry.type);
+	EXPECT_EQ(0, recs[0].entry.__reserved0[0]);
+	EXPECT_EQ(VIRTIO_IOMMU_INVAL_S_ADDRESS, recs[0].entry.scope);
+	EXPECT_EQ(VIRTIO_IOMMU_INVAL_C_TLB, recs[0].entry.caches);
+	EXPECT_EQ(VIRTIO_IOMMU_INVAL_F_ID | VIRTIO_IOMMU_INVAL_F_LEAF,
+		  recs[0].entry.flags);
+	EXPECT_EQ(DOM_ID, recs[0].entry.domain);
+	EXPECT_EQ(0x42, recs[0].entry.id);
+	EXPECT_EQ(0x100000, recs[0].entry.address);
+	EXPECT_EQ(4, recs[0].entry.nr_pages);
+	EXPECT_EQ(12, recs[0].entry.page_size);
+	EXPECT_EQ(0, recs[0].entry.vdev_id);
+
+	/* No endpoint and only the PASID table: nothing to do */
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  inval_status(&self->d,
+			       make_inval(&self->d, DOM_ID,
+					  VIRTIO_IOMMU_INVAL_S_DOMAIN,
+					  VIRTIO_IOMMU_INVAL_C_PASID, 0), &len));
+	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
+			      &calls));
+	EXPECT_EQ(0, calls);
+
+	/* With an endpoint: its vdev_id, PASID table cache kept */
+	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+				  MOCK_VSID));
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  inval_status(&self->d,
+			       make_inval(&self->d, DOM_ID,
+					  VIRTIO_IOMMU_INVAL_S_DOMAIN,
+					  VIRTIO_IOMMU_INVAL_C_TLB |
+					  VIRTIO_IOMMU_INVAL_C_PASID, 0),
+			       &len));
+	EXPECT_EQ(-EAGAIN, vi_read_msg(&self->d, &msg, QUIET_MS));
+	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
+			      &calls));
+	ASSERT_EQ(1, num);
+	EXPECT_EQ(VIRTIO_IOMMU_INVAL_C_TLB | VIRTIO_IOMMU_INVAL_C_PASID,
+		  recs[0].entry.caches);
+	EXPECT_EQ(IOMMU_VIRTIO_INVAL_F_VDEV, recs[0].entry.flags);
+	EXPECT_EQ(MOCK_VSID, recs[0].entry.vdev_id);
+
+	/* An endpoint whose vSID is no vDEVICE: the driver refuses it */
+	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID + 2, self->viommu_id));
+	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID + 1, DOM_ID + 2,
+				  self->idev_id, MOCK_VSID + 1));
+	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
+		  inval_status(&self->d,
+			       make_inval(&self->d, DOM_ID + 2,
+					  VIRTIO_IOMMU_INVAL_S_DOMAIN,
+					  VIRTIO_IOMMU_INVAL_C_TLB, 0), &len));
+
+	/* An unbound domain still goes to the VMM */
+	ASSERT_LE(0, vi_post_req(&self->d,
+				 make_inval(&self->d, DOM_ID + 1,
+					    VIRTIO_IOMMU_INVAL_S_DOMAIN,
+					    VIRTIO_IOMMU_INVAL_C_TLB, 0),
+				 INVAL_LEN, vi_alloc(&self->d, TAIL), TAIL));
+	vi_kick(&self->d, VI_REQ_VQ);
+	ASSERT_EQ(sizeof(msg), vi_read_msg(&self->d, &msg, TIMEOUT_MS));
+	EXPECT_EQ(VIRTIO_IOMMU_T_INVALIDATE, msg.req[0]);
+	ASSERT_EQ(0, vi_answer(&self->d, msg.cookie, 0, NULL, 0));
+	ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &len, &len, TIMEOUT_MS));
+}
+
+/* Every malformed INVALIDATE of a bound domain: S_INVAL, nothing forwarded */
+TEST_F(vhost_iommu_bind, inval_validation)
+{
+	struct virtio_iommu_req_invalidate *inv;
+	struct vhost_iommu_req_msg msg;
+	uint32_t len;
+
+	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+
+	static const struct {
+		size_t off;
+		size_t len;
+		uint64_t val;
+	} bad[] = {
+		{ offsetof(struct virtio_iommu_req_invalidate, scope), 1,
+		  0 },
+		{ offsetof(struct virtio_iommu_req_invalidate, scope), 1,
+		  4 },
+		{ offsetof(struct virtio_iommu_req_invalidate, caches), 1,
+		  0 },
+		{ offsetof(struct virtio_iommu_req_invalidate, caches), 1,
+		  4 },
+		{ offsetof(struct virtio_iommu_req_invalidate, flags), 2,
+		  1 << 4 },
+		{ offsetof(struct virtio_iommu_req_invalidate, flags), 2,
+		  1 << 15 },	/* F_VDEV is the host's */
+		{ offsetof(struct virtio_iommu_req_invalidate, reserved[18]), 1,
+		  1 },
+		{ offsetof(struct virtio_iommu_req_invalidate, page_size), 1,
+		  11 },
+		{ offsetof(struct virtio_iommu_req_invalidate, page_size), 1,
+		  53 },
+		{ offsetof(struct virtio_iommu_req_invalidate, page_size), 1,
+		  255 },
+		{ offsetof(struct virtio_iommu_req_invalidate, nr_pages), 8,
+		  0 },
+		{ offsetof(struct virtio_iommu_req_invalidate, nr_pages), 8,
+		  1ULL << 52 },
+		{ offsetof(struct virtio_iommu_req_invalidate, address), 8,
+		  ~0ULL },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		inv = (void *)make_inval(&self->d, DOM_ID,
+					 VIRTIO_IOMMU_INVAL_S_ADDRESS,
+					 VIRTIO_IOMMU_INVAL_C_TLB, 0);
+		/* Little-endian fields: the low bytes of the value */
+		memcpy((uint8_t *)inv + bad[i].off, &bad[i].val, bad[i].len);
+		EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
+			  inval_status(&self->d, (void *)inv, &len));
+		EXPECT_EQ(TAIL, len);
+	}
+	EXPECT_EQ(-EAGAIN, vi_read_msg(&self->d, &msg, QUIET_MS));
+}
+
+/* A request waiting at the VMM is a barrier for an INVALIDATE behind it */
+TEST_F(vhost_iommu_bind, inval_barrier)
+{
+	const uint32_t attach_len = offsetof(struct virtio_iommu_req_attach,
+					     tail);
+	struct vhost_iommu_req_msg msg;
+	uint8_t *resp = make_resp(&self->d, TAIL);
+	uint32_t id, len;
+	int head;
+
+	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+
+	vi_post_req(&self->d, make_req(&self->d, VIRTIO_IOMMU_T_ATTACH,
+				       attach_len, 0),
+		    attach_len, make_resp(&self->d, TAIL), TAIL);
+	head = vi_post_req(&self->d,
+			   make_inval(&self->d, DOM_ID,
+				      VIRTIO_IOMMU_INVAL_S_DOMAIN,
+				      VIRTIO_IOMMU_INVAL_C_TLB, 0),
+			   INVAL_LEN, resp, TAIL);
+	vi_kick(&self->d, VI_REQ_VQ);
+	ASSERT_EQ(sizeof(msg), vi_read_msg(&self->d, &msg, TIMEOUT_MS));
+	EXPECT_EQ(VIRTIO_IOMMU_T_ATTACH, msg.req[0]);
+	ASSERT_EQ(sizeof(msg), vi_read_msg(&self->d, &msg, TIMEOUT_MS));
+	EXPECT_EQ(VIRTIO_IOMMU_T_INVALIDATE, msg.req[0]);
+	EXPECT_EQ(0, vi_nr_used(&self->d, VI_REQ_VQ));
+	ASSERT_EQ(0, vi_answer(&self->d, msg.cookie - 1, 0, NULL, 0));
+	ASSERT_EQ(0, vi_answer(&self->d, msg.cookie, 0, NULL, 0));
+	ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS));
+	ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(head, id);
+}
+
+/*
+ * One driver call for consecutive INVALIDATEs; a failed entry fails its own
+ * request only, and the ones behind it are submitted again.
+ */
+TEST_F(vhost_iommu_bind, inval_partial_failure)
+{
+	struct iommu_test_virtio_inv_record recs[MOCK_VIRTIO_LOG_MAX];
+	uint8_t *resps[3];
+	uint32_t id, len, num, calls;
+	int heads[3];
+
+	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+				  MOCK_VSID));
+	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID + 1, self->viommu_id));
+	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID + 1, DOM_ID + 1,
+				  self->idev_id, MOCK_VSID + 1));
+	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
+			      &calls));
+
+	for (int i = 0; i < 3; i++) {
+		resps[i] = make_resp(&self->d, TAIL);
+		heads[i] = vi_post_req(&self->d,
+				       make_inval(&self->d,
+						  i == 1 ? DOM_ID + 1 : DOM_ID,
+						  VIRTIO_IOMMU_INVAL_S_DOMAIN,
+						  VIRTIO_IOMMU_INVAL_C_TLB, 0),
+				       INVAL_LEN, resps[i], TAIL);
+	}
+	vi_kick(&self->d, VI_REQ_VQ);
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len,
+					 TIMEOUT_MS));
+		EXPECT_EQ(heads[i], id);
+		EXPECT_EQ(TAIL, len);
+	}
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK, resps[0][0]);
+	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL, resps[1][0]);
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK, resps[2][0]);
+
+	/* Call 1: three entries, the second failed; call 2: the third */
+	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
+			      &calls));
+	ASSERT_EQ(2, calls);
+	ASSERT_EQ(2, num);
+	EXPECT_EQ(1, recs[0].call);
+	EXPECT_EQ(3, recs[0].call_entry_num);
+	EXPECT_EQ(MOCK_VSID, recs[0].entry.vdev_id);
+	EXPECT_EQ(2, recs[1].call);
+	EXPECT_EQ(1, recs[1].call_entry_num);
+	EXPECT_EQ(MOCK_VSID, recs[1].entry.vdev_id);
+}
+
+/* Many INVALIDATEs in one kick, through the batch */
+TEST_F(vhost_iommu_bind, inval_batch)
+{
+	struct iommu_test_virtio_inv_record recs[MOCK_VIRTIO_LOG_MAX];
+	uint32_t id, len, num, calls;
+	struct vhost_iommu_req_msg msg;
+	uint8_t *resps[100];
+
+	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+				  MOCK_VSID));
+	for (int i = 0; i < 100; i++) {
+		resps[i] = make_resp(&self->d, TAIL);
+		ASSERT_LE(0, vi_post_req(&self->d,
+					 make_inval(&self->d, DOM_ID,
+						    VIRTIO_IOMMU_INVAL_S_DOMAIN,
+						    VIRTIO_IOMMU_INVAL_C_TLB,
+						    0),
+					 INVAL_LEN, resps[i], TAIL));
+	}
+	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
+			      &calls));
+	vi_kick(&self->d, VI_REQ_VQ);
+	for (int i = 0; i < 100; i++) {
+		ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len,
+					 TIMEOUT_MS));
+		EXPECT_EQ(TAIL, len);
+		EXPECT_EQ(VIRTIO_IOMMU_S_OK, resps[i][0]);
+	}
+	EXPECT_EQ(-EAGAIN, vi_read_msg(&self->d, &msg, QUIET_MS));
+	/* Batches of up to 64 entries: at least two calls, each full */
+	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
+			      &calls));
+	TH_LOG("100 INVALIDATEs in %u driver calls", calls);
+	EXPECT_LE(2, calls);
+	EXPECT_GE(100, calls);
+	EXPECT_LT(1, recs[0].call_entry_num);
 }
 
 TEST_HARNESS_MAIN
