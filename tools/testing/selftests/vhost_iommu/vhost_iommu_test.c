@@ -795,6 +795,7 @@ TEST_F(vhost_iommu, other_process)
 	const uint32_t req_len = offsetof(struct virtio_iommu_req_attach, tail);
 	struct vhost_iommu_req_msg msg;
 	uint32_t id, len;
+	struct pollfd pfd = { .fd = self->d.fd, .events = POLLIN };
 	int status;
 	pid_t pid;
 
@@ -803,11 +804,7 @@ TEST_F(vhost_iommu, other_process)
 		    req_len, make_resp(&self->d, TAIL), TAIL);
 	vi_kick(&self->d, VI_REQ_VQ);
 	/* Wait until it is queued for reading */
-	{
-		struct pollfd pfd = { .fd = self->d.fd, .events = POLLIN };
-
-		ASSERT_EQ(1, poll(&pfd, 1, TIMEOUT_MS));
-	}
+	ASSERT_EQ(1, poll(&pfd, 1, TIMEOUT_MS));
 
 	pid = fork();
 	ASSERT_LE(0, pid);
@@ -1172,6 +1169,7 @@ static int inval_status(struct vi_dev *d, uint8_t *inv, uint32_t *used_len)
 
 TEST_F(vhost_iommu_bind, bind_ioctls)
 {
+	struct iommu_destroy destroy = { .size = sizeof(destroy) };
 	int other;
 
 	/* Nothing bound yet */
@@ -1195,15 +1193,9 @@ TEST_F(vhost_iommu_bind, bind_ioctls)
 	EXPECT_EQ(-EEXIST, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 
 	/* The vIOMMU is held */
-	{
-		struct iommu_destroy destroy = {
-			.size = sizeof(destroy),
-			.id = self->viommu_id,
-		};
-
-		EXPECT_EQ(-1, ioctl(self->iommufd, IOMMU_DESTROY, &destroy));
-		EXPECT_EQ(EBUSY, errno);
-	}
+	destroy.id = self->viommu_id;
+	EXPECT_EQ(-1, ioctl(self->iommufd, IOMMU_DESTROY, &destroy));
+	EXPECT_EQ(EBUSY, errno);
 
 	EXPECT_EQ(-EINVAL, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
 					self->idev_id, 1ULL << 32));
