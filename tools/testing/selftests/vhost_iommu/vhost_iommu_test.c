@@ -1517,4 +1517,24 @@ TEST_F(vhost_iommu_bind, inval_batch)
 	EXPECT_LT(1, recs[0].call_entry_num);
 }
 
+/* RESET_OWNER drops the bindings and the vIOMMU reference */
+TEST_F(vhost_iommu_bind, reset_unbinds)
+{
+	struct iommu_destroy destroy = { .size = sizeof(destroy) };
+
+	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+				  MOCK_VSID));
+
+	destroy.id = self->vdev_id;
+	ASSERT_EQ(0, ioctl(self->iommufd, IOMMU_DESTROY, &destroy));
+	destroy.id = self->viommu_id;
+	EXPECT_EQ(-1, ioctl(self->iommufd, IOMMU_DESTROY, &destroy));
+	EXPECT_EQ(EBUSY, errno);
+
+	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_RESET_OWNER));
+	EXPECT_EQ(0, ioctl(self->iommufd, IOMMU_DESTROY, &destroy));
+}
+
 TEST_HARNESS_MAIN
