@@ -5,9 +5,11 @@
  * queue), with an identity memory table. A helper thread does the kicks. The
  * in-kernel INVALIDATE path runs against the iommufd selftest mock vIOMMU.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -980,6 +982,98 @@ TEST_F(vhost_iommu, new_worker)
 	ASSERT_EQ(sizeof(msg), vi_read_msg(&self->d, &msg, TIMEOUT_MS));
 	ASSERT_EQ(0, vi_answer(&self->d, msg.cookie, 0, NULL, 0));
 	ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS));
+}
+
+/* The vhost worker of this process: the thread named "vhost-<pid>" */
+static int worker_tid(void)
+{
+	char path[64], comm[32];
+	struct dirent *de;
+	int tid = -1;
+	DIR *dir;
+
+	dir = opendir("/proc/self/task");
+	if (!dir)
+		return -1;
+	while (tid < 0 && (de = readdir(dir))) {
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "vhost-", 6))
+			tid = atoi(de->d_name);
+		fclose(f);
+	}
+	closedir(dir);
+	return tid;
+}
+
+static int write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = write(fd, val, strlen(val));
+	close(fd);
+	return ret < 0 ? -errno : 0;
+}
+
+/*
+ * An allocation failure in the worker (fail-nth on the vhost worker thread):
+ * the request gets VIRTIO_IOMMU_S_DEVERR, nothing leaks, the next one works.
+ */
+TEST_F(vhost_iommu, worker_alloc_failure)
+{
+	const uint32_t req_len = offsetof(struct virtio_iommu_req_attach, tail);
+	struct vhost_iommu_req_msg msg;
+	char path[64], nth[16] = "";
+	uint8_t *resp;
+	uint32_t id, len;
+	int tid, fd, head;
+
+	tid = worker_tid();
+	if (tid < 0)
+		SKIP(return, "no vhost worker thread found");
+	/* Sleeping allocations are not injected by default */
+	if (write_file("/sys/kernel/debug/failslab/ignore-gfp-wait", "N"))
+		SKIP(return, "no failslab in debugfs");
+	write_file("/sys/kernel/debug/failslab/verbose", "0");
+	snprintf(path, sizeof(path), "/proc/self/task/%d/fail-nth", tid);
+	ASSERT_EQ(0, write_file(path, "1"));
+
+	resp = make_resp(&self->d, TAIL);
+	head = vi_post_req(&self->d,
+			   make_req(&self->d, VIRTIO_IOMMU_T_ATTACH, req_len, 0),
+			   req_len, resp, TAIL);
+	vi_kick(&self->d, VI_REQ_VQ);
+	ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(head, id);
+	EXPECT_EQ(TAIL, len);
+	EXPECT_EQ(VIRTIO_IOMMU_S_DEVERR, resp[0]);
+	EXPECT_EQ(-EAGAIN, vi_read_msg(&self->d, &msg, QUIET_MS));
+
+	/* 0: the fault fired */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_LT(0, read(fd, nth, sizeof(nth) - 1));
+	close(fd);
+	EXPECT_EQ(0, atoi(nth));
+
+	head = vi_post_req(&self->d,
+			   make_req(&self->d, VIRTIO_IOMMU_T_ATTACH, req_len, 0),
+			   req_len, make_resp(&self->d, TAIL), TAIL);
+	vi_kick(&self->d, VI_REQ_VQ);
+	ASSERT_EQ(sizeof(msg), vi_read_msg(&self->d, &msg, TIMEOUT_MS));
+	ASSERT_EQ(0, vi_answer(&self->d, msg.cookie, 0, NULL, 0));
+	ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(head, id);
 }
 
 /*
