@@ -987,7 +987,7 @@ TEST_F(vhost_iommu, new_worker)
 /* The vhost worker of this process: the thread named "vhost-<pid>" */
 static int worker_tid(void)
 {
-	char path[64], comm[32];
+	char path[300], comm[32];
 	struct dirent *de;
 	int tid = -1;
 	DIR *dir;
