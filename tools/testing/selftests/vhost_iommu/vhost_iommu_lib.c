@@ -269,10 +269,21 @@ int vi_get_used(struct vi_dev *d, unsigned int index, uint32_t *id,
 	struct vi_vq *vq = &d->vqs[index];
 	struct vring_used_elem *elem;
 
-	for (int waited = 0; !vi_nr_used(d, index); waited++) {
-		if (waited >= timeout_ms)
+	struct pollfd pfd = { .fd = vq->call_fd, .events = POLLIN };
+	struct timespec start, now;
+	eventfd_t val;
+	int left;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (!vi_nr_used(d, index)) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = timeout_ms - ((now.tv_sec - start.tv_sec) * 1000 +
+				     (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0)
 			return -ETIMEDOUT;
-		usleep(1000);
+		/* The device signals the call eventfd after adding used entries */
+		if (poll(&pfd, 1, left) == 1)
+			eventfd_read(vq->call_fd, &val);
 	}
 	elem = &vq->used->ring[vq->used_idx % vq->num];
 	*id = elem->id;
