@@ -305,6 +305,15 @@ static void build_tables(struct nested_smmu *n)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+void nsmmu_set_cd_asid(struct nested_smmu *n, uint16_t asid)
+{
+	uint64_t *cd = table(n, NSMMU_PG_CD);
+
+	n->asid = asid;
+	cd[0] = (cd[0] & ~CD0_ASID(0xffff)) | CD0_ASID(asid);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 int nsmmu_setup(struct nested_smmu *n, int index, uint32_t vsid)
 {
 	struct iommu_hw_info info = { .size = sizeof(info) };

@@ -92,6 +92,8 @@ void *nsmmu_page(struct nested_smmu *n, int page);
 uint64_t nsmmu_ipa(int page);
 /* Point the stage-1 PTE of @va at guest page @page (no invalidation). */
 void nsmmu_map(struct nested_smmu *n, uint64_t va, int page);
+/* Rewrite the ASID of the context descriptor (no invalidation). */
+void nsmmu_set_cd_asid(struct nested_smmu *n, uint16_t asid);
 
 /*
  * The oracle: write a fresh pattern into the source page, DMA it through
