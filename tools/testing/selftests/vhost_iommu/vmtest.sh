@@ -100,6 +100,8 @@ fi
 stage "kernel"
 if [ -z "$KDIR" ]; then
 	KDIR=$("$BED_DIR/kernel.sh" "$FLAVOR" | tail -1)
+else
+	"$BED_DIR/tree.sh" > /dev/null	# the test programs are built from it
 fi
 [ -f "$KDIR/Image" ] || die "no Image in $KDIR"
 KREL=$(basename "$KDIR")
