@@ -119,7 +119,7 @@ rm -rf "$CACHE/run/tests"; mkdir -p "$CACHE/run/tests/vhost_iommu" "$CACHE/run/t
 KHDR="-isystem /cache/run/kernel/include"
 TOUT="-DTEST_TIMEOUT_DEFAULT=600"
 in_chroot bash -c "set -e
-	make -s -C /cache/linux/tools/testing/selftests/vhost_iommu OUTPUT=$TESTOUT/vhost_iommu \
+	make -k -s -C /cache/linux/tools/testing/selftests/vhost_iommu OUTPUT=$TESTOUT/vhost_iommu \
 		CC='aarch64-linux-gnu-gcc -static' KHDR_INCLUDES='$KHDR' USERCFLAGS='$TOUT' 2>&1
 	make -s -C /cache/linux/tools/testing/selftests/iommu OUTPUT=$TESTOUT/iommu \
 		CC='aarch64-linux-gnu-gcc -static' KHDR_INCLUDES='$KHDR' USERCFLAGS='$TOUT' 2>&1" |
