@@ -20,7 +20,7 @@ SPLAT = re.compile(
     r'Unable to handle kernel|sleeping function called from invalid context|'
     r'DEBUG_LOCKS_WARN_ON|hung_task|soft lockup|hard LOCKUP)')
 TOTALS = re.compile(r'^# Totals: pass:(\d+) fail:(\d+) xfail:(\d+) xpass:(\d+) skip:(\d+) error:(\d+)')
-KUNIT_TOTALS = re.compile(r'# Totals: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)')
+KUNIT_TOTALS = re.compile(r'^# Totals: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)')
 
 
 def main():
@@ -52,7 +52,7 @@ def main():
     for fields in sel:
         name, cmd = fields[0], fields[2]
         if cmd == '-':          # KUnit: results are in the kernel log
-            tot = [KUNIT_TOTALS.search(line) for line in dmesg]
+            tot = [KUNIT_TOTALS.match(line) for line in dmesg]
             tot = [m for m in tot if m]
             if not tot:
                 failed += 1
