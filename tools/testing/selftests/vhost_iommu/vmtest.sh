@@ -18,7 +18,7 @@ Usage: $0 [options] [TEST[:ARGS]]...
 
 Builds (or reuses) the kernel and the static arm64 test programs, boots the
 test VM and runs the tests. With no TEST, runs the whole suite:
-$(suite | awk '{printf "  %-18s %s s\n", $1, $2}')
+$(suite | awk '{printf "  %-18s %4s s  %s\n", $1, $2, $3}')
 ARGS are passed to the test program, with commas for spaces, for example
   $0 nested_smmu:-t,stale_iotlb      one test of a kselftest_harness program
   $0 iommufd:-f,iommufd_viommu         one fixture of the iommufd selftest
@@ -37,19 +37,21 @@ Environment: VHOST_IOMMU_CACHE (cache directory, default ~/.cache/vhost-iommu).
 EOT
 }
 
-# name, timeout in seconds (debug kernel), command line inside the VM
+# name, timeout in seconds (debug kernel), mode, command line inside the VM.
+# "par" tests start first and run in the background, beside the "seq" ones,
+# so that both vCPUs work; their output is printed when they are done.
 suite() {
 	cat <<'EOT'
-kunit              0    -
-nested_smmu        300  /tests/nested_smmu
-iommufd            900  /tests/iommufd
-iommufd_fail_nth   900  /tests/iommufd_fail_nth
+kunit              0    seq -
+iommufd            900  par /tests/iommufd
+nested_smmu        300  seq /tests/nested_smmu
+iommufd_fail_nth   900  seq /tests/iommufd_fail_nth
 EOT
 	# Programs of this directory's Makefile join the suite automatically.
 	local p
 	for p in $(sed -n 's/^TEST_GEN_PROGS += //p' "$SELF_DIR/Makefile"); do
 		[ "$p" = nested_smmu ] && continue
-		printf '%-18s %-4s /tests/%s\n' "$p" 600 "$p"
+		printf '%-18s %-4s seq /tests/%s\n' "$p" 600 "$p"
 	done
 }
 
@@ -92,7 +94,8 @@ else
 		[ "$name" != "$t" ] && args=${t#*:}
 		line=$(suite | awk -v n="$name" '$1 == n')
 		[ -n "$line" ] || die "unknown test '$name' (see -h)"
-		echo "$line${args:+ ${args//,/ }}" >> "$SEL"
+		# A test run alone needs no company: run it in the foreground.
+		echo "$line${args:+ ${args//,/ }}" | sed 's/ par / seq /' >> "$SEL"
 	done
 fi
 
@@ -126,7 +129,7 @@ in_chroot bash -c "set -e
 	make -s -C /cache/linux/tools/testing/selftests/iommu OUTPUT=$TESTOUT/iommu \
 		CC='aarch64-linux-gnu-gcc -static' KHDR_INCLUDES='$KHDR' USERCFLAGS='$TOUT' 2>&1" |
 	grep -v 'warning: Using .getpwnam\|getpwnam\|in statically linked' >&2 || true
-for p in $(awk '$3 != "-" {print $3}' "$SEL"); do
+for p in $(awk '$4 != "-" {print $4}' "$SEL"); do
 	b=$(basename "$p")
 	[ -x "$RUN/tests/vhost_iommu/$b" ] || [ -x "$RUN/tests/iommu/$b" ] ||
 		die "test program $b was not built"
@@ -188,7 +191,7 @@ fi
 stage "initramfs"
 R=$RUN/root; base_root "$R"
 cp "$RUN"/tests/vhost_iommu/* "$RUN"/tests/iommu/* "$R/tests/" 2>/dev/null || true
-awk '{ printf "%s %s", $1, $2; for (i = 3; i <= NF; i++) printf " %s", $i; printf "\n" }' "$SEL" > "$R/tests/list"
+awk '{ printf "%s %s %s", $1, $2, $3; for (i = 4; i <= NF; i++) printf " %s", $i; printf "\n" }' "$SEL" > "$R/tests/list"
 echo "$SHELL_MODE" > "$R/etc/shell_mode"
 cp "$SELF_DIR/vm_init.sh" "$R/init"; chmod +x "$R/init"
 mkinitramfs "$R" > "$RUN/root.cpio.gz"
@@ -199,7 +202,7 @@ if [ -z "$TIMEOUT" ]; then
 	TIMEOUT=$(awk '{ s += $2 } END { print s + 300 }' "$SEL")
 	[ "$FLAVOR" = bench ] && TIMEOUT=$((TIMEOUT / 2 + 300))
 fi
-CMDLINE="console=ttyAMA0 acpi=force panic=-1 panic_on_warn=1 loglevel=4 hugepages=80 \
+CMDLINE="console=ttyAMA0 acpi=force panic=-1 panic_on_warn=1 loglevel=5 hugepages=80 \
 kmemleak=on oops=panic log_buf_len=8M $CMDLINE_EXTRA"
 LOG=$RUN/console.log
 if [ "$SHELL_MODE" = 1 ]; then
