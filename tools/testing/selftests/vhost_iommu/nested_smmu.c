@@ -112,6 +112,27 @@ TEST_F(nested_smmu, stale_iotlb_then_tlbi_asid)
 	ASSERT_EQ(NSMMU_PG_A, probe(n, NSMMU_VA_X, NULL));
 }
 
+/*
+ * The SMMU caches the context descriptor: after the guest moves it to a new
+ * ASID, DMA keeps using the old one (and its stale TLB entry) until
+ * CFGI_CD_ALL for the stream.
+ */
+TEST_F(nested_smmu, cd_cache_needs_cfgi)
+{
+	struct nested_smmu *n = &self->n;
+	uint64_t cfgi[1][2] = {{ NSMMU_CMD_CFGI_CD_ALL | ((uint64_t)n->vsid << 32), 0 }};
+	uint32_t num = 1;
+
+	ASSERT_EQ(NSMMU_PG_A, probe(n, NSMMU_VA_X, NULL));
+	nsmmu_map(n, NSMMU_VA_X, NSMMU_PG_B);
+	nsmmu_set_cd_asid(n, 0x43);
+	ASSERT_EQ(NSMMU_PG_A, probe(n, NSMMU_VA_X, "CD moved to ASID 0x43, no invalidation"));
+	ASSERT_EQ(0, nsmmu_tlbi_asid(n));
+	ASSERT_EQ(NSMMU_PG_A, probe(n, NSMMU_VA_X, "after TLBI_NH_ASID 0x43 only"));
+	ASSERT_EQ(0, nsmmu_invalidate_cmds(n, cfgi, &num));
+	ASSERT_EQ(NSMMU_PG_B, probe(n, NSMMU_VA_X, "after CFGI_CD_ALL"));
+}
+
 /* A command outside the guest's allowance is refused and nothing issued */
 TEST_F(nested_smmu, forbidden_command_refused)
 {

@@ -305,7 +305,16 @@ static void build_tables(struct nested_smmu *n)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
-int nsmmu_setup(struct nested_smmu *n, int index, uint32_t vsid)
+void nsmmu_set_cd_asid(struct nested_smmu *n, uint16_t asid)
+{
+	uint64_t *cd = table(n, NSMMU_PG_CD);
+
+	n->asid = asid;
+	cd[0] = (cd[0] & ~CD0_ASID(0xffff)) | CD0_ASID(asid);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+int nsmmu_setup_host(struct nested_smmu *n, int index, uint32_t vsid)
 {
 	struct iommu_hw_info info = { .size = sizeof(info) };
 	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
@@ -313,9 +322,6 @@ int nsmmu_setup(struct nested_smmu *n, int index, uint32_t vsid)
 	struct iommu_hwpt_alloc s2 = { .size = sizeof(s2) };
 	struct iommu_viommu_alloc viommu = { .size = sizeof(viommu) };
 	struct iommu_vdevice_alloc vdev = { .size = sizeof(vdev) };
-	struct iommu_hwpt_arm_smmuv3 ste = {};
-	struct iommu_hwpt_alloc s1 = { .size = sizeof(s1) };
-	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
 	int ret;
 
 	memset(n, 0, sizeof(*n));
@@ -378,8 +384,21 @@ int nsmmu_setup(struct nested_smmu *n, int index, uint32_t vsid)
 		return fail(n, errno, "IOMMU_VDEVICE_ALLOC");
 	n->vdevice_id = vdev.out_vdevice_id;
 
-	ste.ste[0] = nsmmu_ipa(NSMMU_PG_CD) | STE0_CFG_S1_TRANS | STE0_V;
-	ste.ste[1] = STE1_S1CIR_WBRA | STE1_S1COR_WBRA | STE1_S1CSH_ISH;
+	return 0;
+}
+
+void nsmmu_guest_ste(struct nested_smmu *n, uint64_t ste[2])
+{
+	ste[0] = nsmmu_ipa(NSMMU_PG_CD) | STE0_CFG_S1_TRANS | STE0_V;
+	ste[1] = STE1_S1CIR_WBRA | STE1_S1COR_WBRA | STE1_S1CSH_ISH;
+}
+
+int nsmmu_attach_ste(struct nested_smmu *n, const uint64_t ste_words[2])
+{
+	struct iommu_hwpt_arm_smmuv3 ste = { .ste = { ste_words[0], ste_words[1] } };
+	struct iommu_hwpt_alloc s1 = { .size = sizeof(s1) };
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
+
 	s1.dev_id = n->edu.dev_id;
 	s1.pt_id = n->viommu_id;
 	s1.data_type = IOMMU_HWPT_DATA_ARM_SMMUV3;
@@ -393,6 +412,18 @@ int nsmmu_setup(struct nested_smmu *n, int index, uint32_t vsid)
 	if (ioctl(n->edu.fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
 		return fail(n, errno, "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
 	return 0;
+}
+
+int nsmmu_setup(struct nested_smmu *n, int index, uint32_t vsid)
+{
+	uint64_t ste[2];
+	int ret;
+
+	ret = nsmmu_setup_host(n, index, vsid);
+	if (ret)
+		return ret;
+	nsmmu_guest_ste(n, ste);
+	return nsmmu_attach_ste(n, ste);
 }
 
 void nsmmu_teardown(struct nested_smmu *n)

@@ -88,10 +88,22 @@ int edu_dma(struct edu_dev *edu, uint64_t iova, uint32_t len, bool to_ram);
 int nsmmu_setup(struct nested_smmu *n, int index, uint32_t vsid);
 void nsmmu_teardown(struct nested_smmu *n);
 
+/*
+ * The same in two halves, as a VMM does it: nsmmu_setup_host() prepares
+ * everything up to the vDEVICE and writes the guest's tables into its RAM;
+ * nsmmu_guest_ste() gives the STE a guest would hand over (ATTACH_TABLE);
+ * nsmmu_attach_ste() makes the nested HWPT from it and attaches the device.
+ */
+int nsmmu_setup_host(struct nested_smmu *n, int index, uint32_t vsid);
+void nsmmu_guest_ste(struct nested_smmu *n, uint64_t ste[2]);
+int nsmmu_attach_ste(struct nested_smmu *n, const uint64_t ste[2]);
+
 void *nsmmu_page(struct nested_smmu *n, int page);
 uint64_t nsmmu_ipa(int page);
 /* Point the stage-1 PTE of @va at guest page @page (no invalidation). */
 void nsmmu_map(struct nested_smmu *n, uint64_t va, int page);
+/* Rewrite the ASID of the context descriptor (no invalidation). */
+void nsmmu_set_cd_asid(struct nested_smmu *n, uint16_t asid);
 
 /*
  * The oracle: write a fresh pattern into the source page, DMA it through

@@ -315,4 +315,42 @@ TEST_F(nested_virtio, refused)
 	EXPECT_EQ(NSMMU_PG_B, nsmmu_probe(n, NSMMU_VA_X));
 }
 
+/* The array checks of the SMMUv3 path: probe, entry sizes */
+TEST_F(nested_virtio, array_checks)
+{
+	struct {
+		struct iommu_viommu_invalidate_virtio e;
+		__u8 tail[8];
+	} l[2] = {};
+	struct iommu_hwpt_invalidate cmd = {
+		.size = sizeof(cmd),
+		.hwpt_id = self->n.viommu_id,
+		.data_type = IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+	};
+
+	if (variant->kernel)
+		SKIP(return, "ioctl only");
+	/* A zero-length array probes the type */
+	ASSERT_EQ(0, ioctl(self->n.iommufd, IOMMU_HWPT_INVALIDATE, &cmd));
+	ASSERT_EQ(0, cmd.entry_num);
+
+	l[0].e = entry(S_DOMAIN, C_TLB, 0, 0, 0, 0, 0);
+	l[1].e = l[0].e;
+	cmd.data_uptr = (uintptr_t)l;
+	cmd.entry_len = sizeof(l[0]);
+	cmd.entry_num = 2;
+	ASSERT_EQ(0, ioctl(self->n.iommufd, IOMMU_HWPT_INVALIDATE, &cmd));
+	ASSERT_EQ(2, cmd.entry_num);
+	l[1].tail[0] = 1;
+	cmd.entry_num = 2;
+	ASSERT_EQ(-1, ioctl(self->n.iommufd, IOMMU_HWPT_INVALIDATE, &cmd));
+	ASSERT_EQ(E2BIG, errno);
+	ASSERT_EQ(1, cmd.entry_num);
+	cmd.entry_len = sizeof(l[0].e) - 1;
+	cmd.entry_num = 1;
+	ASSERT_EQ(-1, ioctl(self->n.iommufd, IOMMU_HWPT_INVALIDATE, &cmd));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(0, cmd.entry_num);
+}
+
 TEST_HARNESS_MAIN

@@ -31,18 +31,34 @@ if [ "$(cat /etc/shell_mode)" = 1 ]; then
 	poweroff -f
 fi
 
-while read -r name tmo cmd args; do
-	[ "$cmd" = "-" ] && continue
+run_one() { # name timeout command args...
+	name=$1 tmo=$2 cmd=$3
+	shift 3
 	echo "VMTEST-BEGIN $name"
 	t0=$(cut -d' ' -f1 /proc/uptime)
-	cd /tmp
 	# shellcheck disable=SC2086
-	timeout -s KILL "$tmo" "$cmd" $args 2>&1
+	(cd /tmp && timeout -s KILL "$tmo" "$cmd" "$@" 2>&1)
 	rc=$?
-	cd /
 	t1=$(cut -d' ' -f1 /proc/uptime)
 	echo "VMTEST-END $name rc=$rc start=$t0 end=$t1"
+}
+
+# Background tests first, their output kept aside until they end.
+while read -r name tmo mode cmd args; do
+	[ "$cmd" = "-" ] || [ "$mode" != par ] && continue
+	# shellcheck disable=SC2086
+	run_one "$name" "$tmo" "$cmd" $args > "/tmp/par.$name.out" 2>&1 &
+	echo "VMTEST-INFO $name started in the background"
 done < /tests/list
+while read -r name tmo mode cmd args; do
+	[ "$cmd" = "-" ] || [ "$mode" = par ] && continue
+	# shellcheck disable=SC2086
+	run_one "$name" "$tmo" "$cmd" $args
+done < /tests/list
+wait
+for f in /tmp/par.*.out; do
+	[ -e "$f" ] && cat "$f"
+done
 
 if [ -e /sys/kernel/debug/kmemleak ]; then
 	# Objects freed by RCU or still in flight need a moment; scan twice.

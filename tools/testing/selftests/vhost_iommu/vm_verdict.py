@@ -20,7 +20,7 @@ SPLAT = re.compile(
     r'Unable to handle kernel|sleeping function called from invalid context|'
     r'DEBUG_LOCKS_WARN_ON|hung_task|soft lockup|hard LOCKUP)')
 TOTALS = re.compile(r'^# Totals: pass:(\d+) fail:(\d+) xfail:(\d+) xpass:(\d+) skip:(\d+) error:(\d+)')
-KUNIT_TOTALS = re.compile(r'# Totals: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)')
+KUNIT_TOTALS = re.compile(r'^# Totals: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)')
 
 
 def main():
@@ -50,9 +50,9 @@ def main():
     booted = [line for line in log if line.startswith('VMTEST-BOOTED')]
 
     for fields in sel:
-        name, cmd = fields[0], fields[2]
+        name, cmd = fields[0], fields[3]
         if cmd == '-':          # KUnit: results are in the kernel log
-            tot = [KUNIT_TOTALS.search(line) for line in dmesg]
+            tot = [KUNIT_TOTALS.match(line) for line in dmesg]
             tot = [m for m in tot if m]
             if not tot:
                 failed += 1
@@ -85,7 +85,8 @@ def main():
             p, f, s = (1, 0, 0) if rc == 0 else (0, 1, 0)
         passed, failed, skipped = passed + p, failed + f, skipped + s
         for line in body:
-            if line.startswith('not ok ') or line.startswith('# FAIL') or '#  FAIL' in line:
+            if (line.startswith('not ok ') or line.startswith('# FAIL') or '#  FAIL' in line or
+                    re.match(r'^# .*:\d+:Expected ', line) or line.startswith('# ') and 'TH_LOG' in line):
                 report.append(f'     {name}: {line.strip()}')
         report.append(f'{"FAIL" if f else "ok  "} {name}: {p} passed, {f} failed, {s} skipped, '
                       f'rc={rc}, {secs:.1f} s')

@@ -18,7 +18,7 @@ Usage: $0 [options] [TEST[:ARGS]]...
 
 Builds (or reuses) the kernel and the static arm64 test programs, boots the
 test VM and runs the tests. With no TEST, runs the whole suite:
-$(suite | awk '{printf "  %-18s %s s\n", $1, $2}')
+$(suite | awk '{printf "  %-18s %4s s  %s\n", $1, $2, $3}')
 ARGS are passed to the test program, with commas for spaces, for example
   $0 nested_smmu:-t,stale_iotlb      one test of a kselftest_harness program
   $0 iommufd:-f,iommufd_viommu         one fixture of the iommufd selftest
@@ -37,19 +37,21 @@ Environment: VHOST_IOMMU_CACHE (cache directory, default ~/.cache/vhost-iommu).
 EOT
 }
 
-# name, timeout in seconds (debug kernel), command line inside the VM
+# name, timeout in seconds (debug kernel), mode, command line inside the VM.
+# "par" tests start first and run in the background, beside the "seq" ones,
+# so that both vCPUs work; their output is printed when they are done.
 suite() {
 	cat <<'EOT'
-kunit              0    -
-nested_smmu        300  /tests/nested_smmu
-iommufd            900  /tests/iommufd
-iommufd_fail_nth   900  /tests/iommufd_fail_nth
+kunit              0    seq -
+iommufd            900  par /tests/iommufd
+nested_smmu        300  seq /tests/nested_smmu
+iommufd_fail_nth   900  seq /tests/iommufd_fail_nth
 EOT
 	# Programs of this directory's Makefile join the suite automatically.
 	local p
 	for p in $(sed -n 's/^TEST_GEN_PROGS += //p' "$SELF_DIR/Makefile"); do
 		[ "$p" = nested_smmu ] && continue
-		printf '%-18s %-4s /tests/%s\n' "$p" 600 "$p"
+		printf '%-18s %-4s seq /tests/%s\n' "$p" 600 "$p"
 	done
 }
 
@@ -81,7 +83,7 @@ stage() { log "stage: $* (+$(( $(date +%s) - T0 )) s)"; }
 # Select the tests.
 SEL=$(mktemp)
 RUNDIR=$(mktemp -d)
-cleanup() { rm -rf "$SEL" "$RUNDIR"; umount_chroot; }
+cleanup() { rm -rf "$SEL" "$RUNDIR" ${RUN:+"$RUN"}; }
 trap cleanup EXIT
 if [ $# -eq 0 ]; then
 	suite > "$SEL"
@@ -91,8 +93,13 @@ else
 		args=
 		[ "$name" != "$t" ] && args=${t#*:}
 		line=$(suite | awk -v n="$name" '$1 == n')
+		# Programs built but not in the suite (the demo) can be named too.
+		if [ -z "$line" ] && grep -qE "^TEST_GEN_PROGS_EXTENDED .*\<$name\>" "$SELF_DIR/Makefile"; then
+			line="$name 600 seq /tests/$name"
+		fi
 		[ -n "$line" ] || die "unknown test '$name' (see -h)"
-		echo "$line${args:+ ${args//,/ }}" >> "$SEL"
+		# A test run alone needs no company: run it in the foreground.
+		echo "$line${args:+ ${args//,/ }}" | sed 's/ par / seq /' >> "$SEL"
 	done
 fi
 
@@ -100,31 +107,37 @@ fi
 stage "kernel"
 if [ -z "$KDIR" ]; then
 	KDIR=$("$BED_DIR/kernel.sh" "$FLAVOR" | tail -1)
+else
+	"$BED_DIR/tree.sh" > /dev/null	# the test programs are built from it
 fi
 [ -f "$KDIR/Image" ] || die "no Image in $KDIR"
 KREL=$(basename "$KDIR")
-mkdir -p "$CACHE/run"
-rm -rf "$CACHE/run/kernel"
+# Each run has its own directory, so that runs can go on side by side.
+RUNREL=run/$$
+RUN=$CACHE/$RUNREL
+CRUN=/cache/$RUNREL
+mkdir -p "$RUN"
+rm -rf "$RUN/kernel"
 case "$KDIR" in
-"$CACHE"/*) ln -sfn "../${KDIR#"$CACHE"/}" "$CACHE/run/kernel" ;;	# seen from the chroot too
-*) mkdir -p "$CACHE/run/kernel"; cp -a "$KDIR/Image" "$KDIR/include" "$CACHE/run/kernel/" ;;
+"$CACHE"/*) ln -sfn "../../${KDIR#"$CACHE"/}" "$RUN/kernel" ;;	# seen from the chroot too
+*) mkdir -p "$RUN/kernel"; cp -a "$KDIR/Image" "$KDIR/include" "$RUN/kernel/" ;;
 esac
 
 # 2. Test programs, built static in the assembled tree.
 stage "test programs"
-TESTOUT=/cache/run/tests
-rm -rf "$CACHE/run/tests"; mkdir -p "$CACHE/run/tests/vhost_iommu" "$CACHE/run/tests/iommu"
-KHDR="-isystem /cache/run/kernel/include"
+TESTOUT=$CRUN/tests
+mkdir -p "$RUN/tests/vhost_iommu" "$RUN/tests/iommu"
+KHDR="-isystem $CRUN/kernel/include"
 TOUT="-DTEST_TIMEOUT_DEFAULT=600"
 in_chroot bash -c "set -e
-	make -s -C /cache/linux/tools/testing/selftests/vhost_iommu OUTPUT=$TESTOUT/vhost_iommu \
+	make -k -s -C /cache/linux/tools/testing/selftests/vhost_iommu OUTPUT=$TESTOUT/vhost_iommu \
 		CC='aarch64-linux-gnu-gcc -static' KHDR_INCLUDES='$KHDR' USERCFLAGS='$TOUT' 2>&1
 	make -s -C /cache/linux/tools/testing/selftests/iommu OUTPUT=$TESTOUT/iommu \
 		CC='aarch64-linux-gnu-gcc -static' KHDR_INCLUDES='$KHDR' USERCFLAGS='$TOUT' 2>&1" |
 	grep -v 'warning: Using .getpwnam\|getpwnam\|in statically linked' >&2 || true
-for p in $(awk '$3 != "-" {print $3}' "$SEL"); do
+for p in $(awk '$4 != "-" {print $4}' "$SEL"); do
 	b=$(basename "$p")
-	[ -x "$CACHE/run/tests/vhost_iommu/$b" ] || [ -x "$CACHE/run/tests/iommu/$b" ] ||
+	[ -x "$RUN/tests/vhost_iommu/$b" ] || [ -x "$RUN/tests/iommu/$b" ] ||
 		die "test program $b was not built"
 done
 
@@ -153,13 +166,13 @@ run_qemu() { # initrd timeout log append...
 	local initrd=$1 tmo=$2 logf=$3; shift 3
 	# shellcheck disable=SC2086
 	in_chroot timeout --foreground -k 10 "$tmo" qemu-system-aarch64 $QEMU_ARGS $QEMU_EXTRA \
-		-kernel /cache/run/kernel/Image -initrd "$initrd" -append "$*" \
+		-kernel $CRUN/kernel/Image -initrd "$initrd" -append "$*" \
 		< /dev/null > "$logf" 2>&1
 }
 
 if [ ! -f "$IORT" ]; then
 	stage "probe boot for the IORT table"
-	P=$CACHE/run/probe; rm -rf "$P"; base_root "$P"
+	P=$RUN/probe; base_root "$P"
 	cat > "$P/init" <<'EOT'
 #!/bin/sh
 mount -t proc proc /proc; mount -t sysfs sys /sys
@@ -167,57 +180,58 @@ echo IORT-BEGIN; base64 /sys/firmware/acpi/tables/IORT; echo IORT-END
 poweroff -f
 EOT
 	chmod +x "$P/init"
-	mkinitramfs "$P" > "$CACHE/run/probe.cpio.gz"
-	run_qemu /cache/run/probe.cpio.gz 300 "$CACHE/run/probe.log" \
+	mkinitramfs "$P" > "$RUN/probe.cpio.gz"
+	run_qemu $CRUN/probe.cpio.gz 300 "$RUN/probe.log" \
 		console=ttyAMA0 acpi=force panic=-1 loglevel=3 || true
-	tr -d '\r' < "$CACHE/run/probe.log" | sed -n '/IORT-BEGIN/,/^IORT-END/p' | sed '1d;$d' |
-		base64 -d > "$CACHE/run/iort.orig" 2>/dev/null ||
-		{ tail -30 "$CACHE/run/probe.log"; die "could not read QEMU's IORT"; }
-	rm -rf "$CACHE/run/iortroot"; mkdir -p "$CACHE/run/iortroot/kernel/firmware/acpi"
-	in_chroot python3 /src/tools/testing/selftests/vhost_iommu/iort_canwbs.py /cache/run/iort.orig \
-		/cache/run/iortroot/kernel/firmware/acpi/iort.aml >&2 || die "IORT patch failed"
-	in_chroot sh -c "cd /cache/run/iortroot && find kernel | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0" > "$IORT.tmp"
+	tr -d '\r' < "$RUN/probe.log" | sed -n '/IORT-BEGIN/,/^IORT-END/p' | sed '1d;$d' |
+		base64 -d > "$RUN/iort.orig" 2>/dev/null ||
+		{ tail -30 "$RUN/probe.log"; die "could not read QEMU's IORT"; }
+	mkdir -p "$RUN/iortroot/kernel/firmware/acpi"
+	in_chroot python3 /src/tools/testing/selftests/vhost_iommu/iort_canwbs.py $CRUN/iort.orig \
+		$CRUN/iortroot/kernel/firmware/acpi/iort.aml >&2 || die "IORT patch failed"
+	in_chroot sh -c "cd $CRUN/iortroot && find kernel | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0" > "$IORT.tmp"
 	mv "$IORT.tmp" "$IORT"
 fi
 
 # 4. The initramfs.
 stage "initramfs"
-R=$CACHE/run/root; rm -rf "$R"; base_root "$R"
-cp "$CACHE"/run/tests/vhost_iommu/* "$CACHE"/run/tests/iommu/* "$R/tests/" 2>/dev/null || true
-awk '{ printf "%s %s", $1, $2; for (i = 3; i <= NF; i++) printf " %s", $i; printf "\n" }' "$SEL" > "$R/tests/list"
+R=$RUN/root; base_root "$R"
+cp "$RUN"/tests/vhost_iommu/* "$RUN"/tests/iommu/* "$R/tests/" 2>/dev/null || true
+awk '{ printf "%s %s %s", $1, $2, $3; for (i = 4; i <= NF; i++) printf " %s", $i; printf "\n" }' "$SEL" > "$R/tests/list"
 echo "$SHELL_MODE" > "$R/etc/shell_mode"
 cp "$SELF_DIR/vm_init.sh" "$R/init"; chmod +x "$R/init"
-mkinitramfs "$R" > "$CACHE/run/root.cpio.gz"
-cat "$IORT" "$CACHE/run/root.cpio.gz" > "$CACHE/run/initrd"
+mkinitramfs "$R" > "$RUN/root.cpio.gz"
+cat "$IORT" "$RUN/root.cpio.gz" > "$RUN/initrd"
 
 # 5. Boot and run.
 if [ -z "$TIMEOUT" ]; then
 	TIMEOUT=$(awk '{ s += $2 } END { print s + 300 }' "$SEL")
 	[ "$FLAVOR" = bench ] && TIMEOUT=$((TIMEOUT / 2 + 300))
 fi
-CMDLINE="console=ttyAMA0 acpi=force panic=-1 panic_on_warn=1 loglevel=4 hugepages=80 \
+CMDLINE="console=ttyAMA0 acpi=force panic=-1 panic_on_warn=1 loglevel=5 hugepages=80 \
 kmemleak=on oops=panic log_buf_len=8M $CMDLINE_EXTRA"
-LOG=$CACHE/run/console.log
+LOG=$RUN/console.log
 if [ "$SHELL_MODE" = 1 ]; then
 	# shellcheck disable=SC2086
-	in_chroot qemu-system-aarch64 $QEMU_ARGS $QEMU_EXTRA -kernel /cache/run/kernel/Image \
-		-initrd /cache/run/initrd -append "$CMDLINE"
+	in_chroot qemu-system-aarch64 $QEMU_ARGS $QEMU_EXTRA -kernel $CRUN/kernel/Image \
+		-initrd $CRUN/initrd -append "$CMDLINE"
 	exit 0
 fi
 stage "boot ($KREL, timeout ${TIMEOUT} s)"
-run_qemu /cache/run/initrd "$TIMEOUT" "$LOG" "$CMDLINE" &
+run_qemu $CRUN/initrd "$TIMEOUT" "$LOG" "$CMDLINE" &
 qpid=$!
 # Stream the test output (not the kernel log) while the VM runs.
 SHOW='^(VMTEST|ok |not ok |# (PASSED|FAILED|Totals|  RUN|     OK|  FAIL|  SKIP))'
-[ "${VMTEST_VERBOSE:-0}" = 1 ] && SHOW='^(VMTEST|ok |not ok |#)'
+[ "${VMTEST_VERBOSE:-0}" = 1 ] && SHOW='.'
 ( tail -n +1 -F "$LOG" 2>/dev/null | tr -d '\r' | grep --line-buffered -E "$SHOW" ) &
 tpid=$!
-wait $qpid; qrc=$?
-sleep 1; kill $tpid 2>/dev/null; wait $tpid 2>/dev/null
+qrc=0; wait $qpid || qrc=$?
+sleep 1; kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true
 stage "VM exited (qemu status $qrc)"
 
 # 6. Verdict.
-tr -d '\r' < "$LOG" > "$CACHE/run/log"
-cp "$SEL" "$CACHE/run/selection"
-in_chroot python3 /src/tools/testing/selftests/vhost_iommu/vm_verdict.py /cache/run/log \
-	/cache/run/selection "$KEEP_GOING" "$qrc"
+tr -d '\r' < "$LOG" > "$RUN/log"
+cp "$LOG" "$CACHE/last-console.log"
+cp "$SEL" "$RUN/selection"
+in_chroot python3 /src/tools/testing/selftests/vhost_iommu/vm_verdict.py $CRUN/log \
+	$CRUN/selection "$KEEP_GOING" "$qrc"
