@@ -466,6 +466,17 @@ int nsmmu_probe(struct nested_smmu *n, uint64_t va)
 	return found;
 }
 
+const char *nsmmu_page_name(int page)
+{
+	switch (page) {
+	case NSMMU_PG_A: return "page A";
+	case NSMMU_PG_B: return "page B";
+	case NSMMU_PG_C: return "page C";
+	case -1: return "nowhere";
+	default: return "DMA error";
+	}
+}
+
 int nsmmu_invalidate_cmds(struct nested_smmu *n, const uint64_t (*cmds)[2],
 			  uint32_t *num)
 {

@@ -65,23 +65,12 @@ static void check(bool ok, const char *what)
 	}
 }
 
-static const char *page_name(int page)
-{
-	switch (page) {
-	case NSMMU_PG_A: return "page A";
-	case NSMMU_PG_B: return "page B";
-	case NSMMU_PG_C: return "page C";
-	case -1: return "nowhere (translation fault)";
-	default: return "DMA error";
-	}
-}
-
 static int dma(const char *why, int expect)
 {
 	int page = nsmmu_probe(&n, NSMMU_VA_X);
 
 	say("device", "edu DMA to VA 0x%llx lands in %s%s%s",
-	    (unsigned long long)NSMMU_VA_X, page_name(page), why ? " - " : "",
+	    (unsigned long long)NSMMU_VA_X, nsmmu_page_name(page), why ? " - " : "",
 	    why ? why : "");
 	check(page == expect, "DMA did not land where expected");
 	return page;
