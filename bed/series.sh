@@ -35,8 +35,8 @@ rule_of() {
 	local f=$1 line target globs gl
 	while IFS= read -r line; do
 		case "$line" in ''|\#*) continue ;; esac
-		target=${line%%: *}
-		globs=${line#*: }
+		target=${line%: *}	# the globs follow the last ": "
+		globs=${line##*: }
 		for gl in $globs; do
 			# shellcheck disable=SC2053
 			[[ $f == $gl ]] && { echo "$target"; return 0; }
@@ -73,17 +73,20 @@ commit() { # subject-and-message-file
 
 while read -r p; do
 	case "$p" in ''|\#*) continue ;; esac
-	git mailinfo -k "$idx.msg" "$idx.patch" < "$REPO/patches/$p" > "$idx.info"
+	git mailinfo "$idx.msg" "$idx.patch" < "$REPO/patches/$p" > "$idx.info"
 	GIT_INDEX_FILE=$idx g apply --cached "$idx.patch" || die "$p does not apply"
 	add_files "${FILES_OF[$p]:-}"
-	{ sed -n 's/^Subject: //p' "$idx.info"; echo; cat "$idx.msg"; } > "$idx.m"
+	# One author and one placeholder sign-off for the whole posting.
+	{ sed -n 's/^Subject: //p' "$idx.info"; echo; grep -v '^Signed-off-by: ' "$idx.msg" |
+	  sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'; echo;
+	  echo "Signed-off-by: $GIT_AUTHOR_NAME <$GIT_AUTHOR_EMAIL>"; } > "$idx.m"
 	commit "$idx.m"
 done < "$REPO/patches/series"
 
 # Patches made of new files only, in the order patches/fold defines them.
 while IFS= read -r line; do
 	case "$line" in NEW\ *) ;; *) continue ;; esac
-	t=${line%%: *}
+	t=${line%: *}
 	[ -n "${FILES_OF[$t]:-}" ] || continue
 	add_files "${FILES_OF[$t]}"
 	{ echo "${t#NEW }"; echo; sed -n "s/^#> \?//p" < <(awk -v t="$t" '
@@ -99,7 +102,7 @@ done < "$FOLD"
 	die "the folded series does not give the assembled tree"
 
 rm -rf "$OUT"; mkdir -p "$OUT"
-g format-patch -q --no-signature --zero-commit -N --cover-letter \
+g format-patch -q --no-signature --zero-commit --cover-letter \
 	--subject-prefix="RFC PATCH" -o "$OUT" base.."$prev"
 if [ -f "$REPO/patches/cover-letter.txt" ]; then
 	python3 - "$OUT"/0000-cover-letter.patch "$REPO/patches/cover-letter.txt" <<'EOPY'
@@ -118,7 +121,8 @@ log "series: $((n - 1)) patches and a cover letter in $OUT"
 # Check 1: it applies with git am on a pristine base.
 WT=$(mktemp -d)
 g worktree add -q --detach "$WT/am" base
-if ! git -C "$WT/am" am -q "$OUT"/0*-*.patch 2>/dev/null ||
+mapfile -t PATCHES < <(ls "$OUT"/0*-*.patch | grep -v '/0000-cover-letter.patch$')
+if ! git -C "$WT/am" am -q "${PATCHES[@]}" ||
    [ "$(git -C "$WT/am" rev-parse HEAD^{tree})" != "$(g rev-parse "$prev^{tree}")" ]; then
 	git -C "$WT/am" am --abort 2>/dev/null || true
 	g worktree remove --force "$WT/am"; rm -rf "$WT"
