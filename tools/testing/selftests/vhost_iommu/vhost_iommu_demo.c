@@ -288,6 +288,6 @@ int main(void)
 	if (failures)
 		printf("\ndemo FAILED\n");
 	else
-		printf("\ndemo passed: DMA followed the tables, INVALIDATEs stayed in the kernel\n");
+		printf("\ndemo passed: DMA followed the tables, INVALIDATEs stayed in kernel\n");
 	return failures ? 1 : 0;
 }

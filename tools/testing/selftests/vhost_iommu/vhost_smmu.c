@@ -254,7 +254,7 @@ TEST_F(vhost_smmu, stale_then_invalidate)
 	ASSERT_EQ(NSMMU_PG_A, probe(vm, "as the S1 table says"));
 	nsmmu_map(&vm->n, NSMMU_VA_X, NSMMU_PG_B);
 	ASSERT_EQ(NSMMU_PG_A, probe(vm, "PTE changed to page B: stale IOTLB entry"));
-	ksft_print_msg("  guest INVALIDATE scope %u caches %#x flags %#x id %#llx va %#llx n %llu\n",
+	ksft_print_msg("  INVALIDATE scope %u caches %#x flags %#x id %#llx va %#llx n %llu\n",
 		       variant->inval.scope, variant->inval.caches,
 		       variant->inval.flags, (unsigned long long)variant->inval.id,
 		       (unsigned long long)variant->inval.address,
