@@ -60,7 +60,8 @@
 enum { PATH_FAST, PATH_USER, PATH_FLOOR, NR_PATHS };
 static const char * const path_name[NR_PATHS] = { "fast", "user", "floor" };
 static const unsigned int batches[] = { 1, 8, 64 };
-#define NR_BATCHES	(sizeof(batches) / sizeof(batches[0]))
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#define NR_BATCHES	ARRAY_SIZE(batches)
 
 static int nr_reqs = 1024;	/* requests per measurement */
 static int nr_reps = 7;
@@ -602,8 +603,8 @@ static void report(struct target *t)
 	double v[64];
 	struct stat3 st;
 
-	printf("\n== %s: requests per second (median of %d repeats, [min..max]), "
-	       "%d requests per measurement ==\n", t->name, nr_reps, nr_reqs);
+	printf("\n== %s: requests per second, median of %d repeats [min..max], %d requests per measurement ==\n",
+	       t->name, nr_reps, nr_reqs);
 	printf("%-6s %-5s %10s %22s %9s %10s %10s\n", "batch", "path", "req/s",
 	       "[min..max]", "spread", "cpu ns/rq", "helper ns");
 	for (unsigned int b = 0; b < NR_BATCHES; b++) {
@@ -622,9 +623,7 @@ static void report(struct target *t)
 			printf("%-6u %-5s %10.0f [%9.0f..%9.0f] %8.1f%% %10.0f %10.0f\n",
 			       batches[b], path_name[p], st.med, st.min, st.max,
 			       100 * (st.max - st.min) / st.med, c.med, h.med);
-			printf("BENCH target=%s path=%s batch=%u reps=%d reqs=%d "
-			       "rps_median=%.0f rps_min=%.0f rps_max=%.0f "
-			       "spread_pct=%.1f cpu_ns_per_req=%.0f helper_ns_per_req=%.0f\n",
+			printf("BENCH target=%s path=%s batch=%u reps=%d reqs=%d rps_median=%.0f rps_min=%.0f rps_max=%.0f spread_pct=%.1f cpu_ns_per_req=%.0f helper_ns_per_req=%.0f\n",
 			       t->name, path_name[p], batches[b], nr_reps, nr_reqs,
 			       st.med, st.min, st.max, 100 * (st.max - st.min) / st.med,
 			       c.med, h.med);
@@ -639,8 +638,9 @@ static void report(struct target *t)
 		};
 
 		for (unsigned int k = 0; k < 2; k++) {
-			const char *what = k ? "time per request, fast over floor (target <= 1.25)" :
-					       "throughput, fast over user (target >= 5)";
+			const char *what = k ?
+				"time per request, fast over floor (target <= 1.25)" :
+				"throughput, fast over user (target >= 5)";
 
 			for (int r = 0; r < nr_reps; r++) {
 				const struct sample *a = &t->s[rt[k].a][b][r];
@@ -652,8 +652,10 @@ static void report(struct target *t)
 			st = stats(v, nr_reps);
 			printf("batch %-3u %-10s %7.2f [%.2f..%.2f]  %s\n", batches[b],
 			       rt[k].name, st.med, st.min, st.max, what);
-			printf("BENCH-RATIO target=%s ratio=%s batch=%u median=%.3f min=%.3f max=%.3f\n",
-			       t->name, rt[k].name, batches[b], st.med, st.min, st.max);
+			printf("BENCH-RATIO target=%s ratio=%s batch=%u ",
+			       t->name, rt[k].name, batches[b]);
+			printf("median=%.3f min=%.3f max=%.3f\n",
+			       st.med, st.min, st.max);
 		}
 	}
 	for (int p = 0; p < NR_PATHS; p++) {
@@ -673,8 +675,9 @@ static void report(struct target *t)
 
 			printf("fast batch %-3u: %.2f driver calls per kick (mock counter)\n",
 			       batches[b], cpk);
-			printf("BENCH-COUNTER target=%s path=fast batch=%u driver_calls_per_kick=%.2f\n",
-			       t->name, batches[b], cpk);
+			printf("BENCH-COUNTER target=%s path=fast batch=%u ",
+			       t->name, batches[b]);
+			printf("driver_calls_per_kick=%.2f\n", cpk);
 		}
 	}
 	if (!t->worker_tid)
@@ -722,10 +725,7 @@ static int run_target(struct target *t)
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"Usage: %s [-n REQS] [-r REPEATS] [-t mock|smmuv3]...\n"
-		"  -n  requests per measurement (default %d)\n"
-		"  -r  repeats, at most 64 (default %d)\n"
-		"  -t  target, mock or smmuv3 (default: both)\n",
+		"Usage: %s [-n REQS] [-r REPEATS] [-t mock|smmuv3]...\n  -n  requests per measurement (default %d)\n  -r  repeats, at most 64 (default %d)\n  -t  target, mock or smmuv3 (default: both)\n",
 		prog, nr_reqs, nr_reps);
 }
 
@@ -762,11 +762,12 @@ int main(int argc, char **argv)
 	}
 	if (nr_reqs < MAX_BATCH || nr_reps < 1 || nr_reps > 64)
 		goto bad;
-	if (!any)
-		want[0] = want[1] = true;
+	if (!any) {
+		want[0] = true;
+		want[1] = true;
+	}
 
-	printf("vhost-iommu INVALIDATE benchmark: fast (vhost-iommu ring), user "
-	       "(userspace VMM, one ioctl per request), floor (bare ioctl, one per batch)\n");
+	printf("vhost-iommu INVALIDATE benchmark: fast (vhost-iommu ring), user (userspace VMM, one ioctl per request), floor (bare ioctl, one per batch)\n");
 	f = fopen("/proc/version", "r");
 	if (f) {
 		char line[256];
@@ -782,7 +783,8 @@ int main(int argc, char **argv)
 		if (!want[i])
 			continue;
 		if (targets[i].smmu && edu_count() < 1) {
-			printf("BENCH-SKIP target=smmuv3 reason=\"no edu device bound to vfio-pci\"\n");
+			printf("BENCH-SKIP target=smmuv3 reason=\"%s\"\n",
+			       "no edu device bound to vfio-pci");
 			continue;
 		}
 		ret |= run_target(&targets[i]);
