@@ -70,6 +70,7 @@ struct sample {
 	double wall_ns;		/* per request */
 	double cpu_ns;		/* CPU time of the whole process, per request */
 	double helper_ns;	/* vhost worker (fast) or VMM thread (user) */
+	double guest_ns;	/* the guest thread (the caller, for floor) */
 };
 
 /* The userspace VMM's side of a plain split ring */
@@ -527,7 +528,7 @@ static int measure(struct target *t, int path, unsigned int bi,
 	unsigned int batch = batches[bi];
 	int rounds = (nr_reqs + batch - 1) / batch;
 	clockid_t helper = 0;
-	double w0, c0, h0 = 0;
+	double w0, c0, g0, h0 = 0;
 	int ret = 0;
 
 	if (path == PATH_FAST && t->worker_tid)
@@ -539,6 +540,7 @@ static int measure(struct target *t, int path, unsigned int bi,
 
 	w0 = clock_ns(CLOCK_MONOTONIC);
 	c0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+	g0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	if (helper)
 		h0 = clock_ns(helper);
 	for (int r = 0; r < rounds && !ret; r++) {
@@ -555,6 +557,7 @@ static int measure(struct target *t, int path, unsigned int bi,
 	}
 	s->wall_ns = (clock_ns(CLOCK_MONOTONIC) - w0) / (rounds * batch);
 	s->cpu_ns = (clock_ns(CLOCK_PROCESS_CPUTIME_ID) - c0) / (rounds * batch);
+	s->guest_ns = (clock_ns(CLOCK_THREAD_CPUTIME_ID) - g0) / (rounds * batch);
 	s->helper_ns = helper ? (clock_ns(helper) - h0) / (rounds * batch) : 0;
 
 	if (path == PATH_FAST && !t->smmu) {
@@ -605,28 +608,30 @@ static void report(struct target *t)
 
 	printf("\n== %s: requests per second, median of %d repeats [min..max], %d requests per measurement ==\n",
 	       t->name, nr_reps, nr_reqs);
-	printf("%-6s %-5s %10s %22s %9s %10s %10s\n", "batch", "path", "req/s",
-	       "[min..max]", "spread", "cpu ns/rq", "helper ns");
+	printf("%-6s %-5s %10s %22s %9s %10s %10s %10s\n", "batch", "path", "req/s",
+	       "[min..max]", "spread", "cpu ns/rq", "helper ns", "guest ns");
 	for (unsigned int b = 0; b < NR_BATCHES; b++) {
 		for (int p = 0; p < NR_PATHS; p++) {
-			double cpu[64], hlp[64];
-			struct stat3 c, h;
+			double cpu[64], hlp[64], gst[64];
+			struct stat3 c, h, g;
 
 			for (int r = 0; r < nr_reps; r++) {
 				v[r] = rps(&t->s[p][b][r]);
 				cpu[r] = t->s[p][b][r].cpu_ns;
 				hlp[r] = t->s[p][b][r].helper_ns;
+				gst[r] = t->s[p][b][r].guest_ns;
 			}
 			st = stats(v, nr_reps);
 			c = stats(cpu, nr_reps);
 			h = stats(hlp, nr_reps);
-			printf("%-6u %-5s %10.0f [%9.0f..%9.0f] %8.1f%% %10.0f %10.0f\n",
+			g = stats(gst, nr_reps);
+			printf("%-6u %-5s %10.0f [%9.0f..%9.0f] %8.1f%% %10.0f %10.0f %10.0f\n",
 			       batches[b], path_name[p], st.med, st.min, st.max,
-			       100 * (st.max - st.min) / st.med, c.med, h.med);
-			printf("BENCH target=%s path=%s batch=%u reps=%d reqs=%d rps_median=%.0f rps_min=%.0f rps_max=%.0f spread_pct=%.1f cpu_ns_per_req=%.0f helper_ns_per_req=%.0f\n",
+			       100 * (st.max - st.min) / st.med, c.med, h.med, g.med);
+			printf("BENCH target=%s path=%s batch=%u reps=%d reqs=%d rps_median=%.0f rps_min=%.0f rps_max=%.0f spread_pct=%.1f cpu_ns_per_req=%.0f helper_ns_per_req=%.0f guest_ns_per_req=%.0f\n",
 			       t->name, path_name[p], batches[b], nr_reps, nr_reqs,
 			       st.med, st.min, st.max, 100 * (st.max - st.min) / st.med,
-			       c.med, h.med);
+			       c.med, h.med, g.med);
 		}
 	}
 
@@ -657,6 +662,16 @@ static void report(struct target *t)
 			printf("median=%.3f min=%.3f max=%.3f\n",
 			       st.med, st.min, st.max);
 		}
+	}
+	for (unsigned int b = 0; b < NR_BATCHES && t->worker_tid; b++) {
+		for (int r = 0; r < nr_reps; r++)
+			v[r] = t->s[PATH_FAST][b][r].helper_ns / t->s[PATH_FLOOR][b][r].cpu_ns;
+		st = stats(v, nr_reps);
+		printf("batch %-3u worker CPU/floor CPU per request %6.2f [%.2f..%.2f]\n",
+		       batches[b], st.med, st.min, st.max);
+		printf("BENCH-RATIO target=%s ratio=worker_cpu/floor_cpu batch=%u ",
+		       t->name, batches[b]);
+		printf("median=%.3f min=%.3f max=%.3f\n", st.med, st.min, st.max);
 	}
 	for (int p = 0; p < NR_PATHS; p++) {
 		for (int r = 0; r < nr_reps; r++)
