@@ -14,6 +14,9 @@
  *         call eventfd after each request, as QEMU's virtio-iommu does
  *  floor  a bare loop of IOMMU_HWPT_INVALIDATE with the entries the fast
  *         path hands to the driver, one call per batch, no ring
+ *  ring   a diagnostic: the fast path with requests that have a reserved
+ *         byte set, refused by vhost-iommu after all its checks (S_INVAL),
+ *         so the ring work without the driver call
  *
  * The guest side (post, kick, wait for the used entries) is the same code
  * for both rings. Paths are interleaved within each repeat (the order is
@@ -57,8 +60,8 @@
 #define TLBI_ASID(x)	((uint64_t)(x) << 48)
 #define INVAL_VA	0x400000ULL	/* away from the VAs the oracle uses */
 
-enum { PATH_FAST, PATH_USER, PATH_FLOOR, NR_PATHS };
-static const char * const path_name[NR_PATHS] = { "fast", "user", "floor" };
+enum { PATH_FAST, PATH_USER, PATH_FLOOR, PATH_RING, NR_PATHS };
+static const char * const path_name[NR_PATHS] = { "fast", "user", "floor", "ring" };
 static const unsigned int batches[] = { 1, 8, 64 };
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define NR_BATCHES	ARRAY_SIZE(batches)
@@ -96,9 +99,12 @@ struct target {
 	struct vi_dev d;	/* vhost-iommu */
 	pid_t worker_tid;	/* its vhost worker, 0 if not found */
 	struct uvmm u;
-	/* Per slot of a batch: the request and the tail, in each ring */
-	struct virtio_iommu_req_invalidate *req[2][MAX_BATCH];
-	uint8_t *tail[2][MAX_BATCH];
+	/*
+	 * Per slot of a batch: the request and the tail, in each ring: 0 the
+	 * vhost-iommu ring, 1 the userspace one, 2 refused requests (vhost-iommu)
+	 */
+	struct virtio_iommu_req_invalidate *req[3][MAX_BATCH];
+	uint8_t *tail[3][MAX_BATCH];
 	/* The entries the kernel builds from the requests (the floor's) */
 	struct iommu_viommu_invalidate_virtio ent[MAX_BATCH];
 	struct sample s[NR_PATHS][NR_BATCHES][64];
@@ -462,15 +468,16 @@ static int target_setup(struct target *t)
 	}
 
 	for (unsigned int i = 0; i < MAX_BATCH; i++) {
-		struct vi_dev *ring[2] = { &t->d, &t->u.g };
+		struct vi_dev *ring[3] = { &t->d, &t->u.g, &t->d };
 
-		for (int k = 0; k < 2; k++) {
+		for (int k = 0; k < 3; k++) {
 			t->req[k][i] = vi_alloc(ring[k], sizeof(*t->req[k][i]));
 			t->tail[k][i] = vi_alloc(ring[k], TAIL_LEN);
 			if (!t->req[k][i] || !t->tail[k][i])
 				return -ENOMEM;
 			fill_req(t, t->req[k][i], i);
 		}
+		t->req[2][i]->reserved[sizeof(t->req[2][i]->reserved) - 1] = 1;
 		/* What vhost-iommu builds for the request: vdev_id of the endpoint */
 		memset(&t->ent[i], 0, sizeof(t->ent[i]));
 		memcpy(&t->ent[i], t->req[0][i], INVAL_LEN);
@@ -494,7 +501,8 @@ static void target_teardown(struct target *t)
 /* The guest: @batch requests, one kick, wait for all; 0 or -errno */
 static int guest_batch(struct target *t, int k, unsigned int batch)
 {
-	struct vi_dev *d = k ? &t->u.g : &t->d;
+	struct vi_dev *d = k == 1 ? &t->u.g : &t->d;
+	uint8_t want = k == 2 ? VIRTIO_IOMMU_S_INVAL : VIRTIO_IOMMU_S_OK;
 	uint32_t id, len;
 
 	for (unsigned int i = 0; i < batch; i++) {
@@ -510,7 +518,7 @@ static int guest_batch(struct target *t, int k, unsigned int batch)
 			return -EIO;
 	}
 	for (unsigned int i = 0; i < batch; i++)
-		if (t->tail[k][i][0] != VIRTIO_IOMMU_S_OK)
+		if (t->tail[k][i][0] != want)
 			return -EIO;
 	return 0;
 }
@@ -531,7 +539,7 @@ static int measure(struct target *t, int path, unsigned int bi,
 	double w0, c0, g0, h0 = 0;
 	int ret = 0;
 
-	if (path == PATH_FAST && t->worker_tid)
+	if ((path == PATH_FAST || path == PATH_RING) && t->worker_tid)
 		helper = tid_clock(t->worker_tid);
 	else if (path == PATH_USER)
 		helper = t->u.clock;
@@ -550,6 +558,9 @@ static int measure(struct target *t, int path, unsigned int bi,
 			break;
 		case PATH_USER:
 			ret = guest_batch(t, 1, batch);
+			break;
+		case PATH_RING:
+			ret = guest_batch(t, 2, batch);
 			break;
 		default:
 			ret = floor_batch(t, batch);
@@ -637,22 +648,29 @@ static void report(struct target *t)
 
 	printf("-- %s: ratios, each within one repeat (median [min..max]) --\n", t->name);
 	for (unsigned int b = 0; b < NR_BATCHES; b++) {
-		static const struct { const char *name; int a, b; } rt[] = {
-			{ "fast/user", PATH_FAST, PATH_USER },
-			{ "fast/floor", PATH_FAST, PATH_FLOOR },
+		/* time: time per request of a over b; else throughput of a over b */
+		static const struct {
+			const char *name, *what;
+			int a, b;
+			bool time;
+		} rt[] = {
+			{ "fast/user", "throughput, fast over user (target >= 5)",
+			  PATH_FAST, PATH_USER, false },
+			{ "fast/floor", "time per request, fast over floor (target <= 1.25)",
+			  PATH_FAST, PATH_FLOOR, true },
+			{ "ring/fast", "time per request, refused requests over fast",
+			  PATH_RING, PATH_FAST, true },
 		};
 
-		for (unsigned int k = 0; k < 2; k++) {
-			const char *what = k ?
-				"time per request, fast over floor (target <= 1.25)" :
-				"throughput, fast over user (target >= 5)";
+		for (unsigned int k = 0; k < ARRAY_SIZE(rt); k++) {
+			const char *what = rt[k].what;
 
 			for (int r = 0; r < nr_reps; r++) {
 				const struct sample *a = &t->s[rt[k].a][b][r];
 				const struct sample *c = &t->s[rt[k].b][b][r];
 
-				/* fast/floor as time per request: fast ns over floor ns */
-				v[r] = k ? a->wall_ns / c->wall_ns : c->wall_ns / a->wall_ns;
+				v[r] = rt[k].time ? a->wall_ns / c->wall_ns :
+						    c->wall_ns / a->wall_ns;
 			}
 			st = stats(v, nr_reps);
 			printf("batch %-3u %-10s %7.2f [%.2f..%.2f]  %s\n", batches[b],
