@@ -13,7 +13,7 @@
  *         virtio type on the mock), writes the used entry and signals the
  *         call eventfd after each request, as QEMU's virtio-iommu does
  *  floor  a bare loop of IOMMU_HWPT_INVALIDATE with the entries the fast
- *         path hands to the driver, one call per batch, no ring
+ *         path hands to the driver, one call per batch, no virtqueue
  *  ring   a diagnostic: the fast path with requests that have a reserved
  *         byte set, refused by vhost-iommu after all its checks (S_INVAL),
  *         so the ring work without the driver call
