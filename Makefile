@@ -17,7 +17,7 @@ CACHE ?= $(or $(VHOST_IOMMU_CACHE),$(HOME)/.cache/vhost-iommu)
 export VHOST_IOMMU_CACHE := $(CACHE)
 ST := tools/testing/selftests/vhost_iommu
 
-.PHONY: all demo test bench toolchain tree kernel bench-kernel regen checkpatch shell clean-cache help
+.PHONY: all demo test bench toolchain tree kernel bench-kernel regen checkpatch series shell clean-cache help
 
 all: help
 
@@ -57,3 +57,8 @@ checkpatch: tree
 clean-cache:
 	-bash -c '. bed/common.sh; for c in "$$CACHE"/chroot-*; do CHROOT=$$c umount_chroot; done'
 	rm -rf --one-file-system "$(CACHE)"
+
+# The work as a posted series (patches + new files folded, cover letter),
+# checked: git am on a pristine base, checkpatch --strict on every patch.
+series: toolchain
+	bash bed/series.sh

@@ -51,7 +51,7 @@ build_chain() {
 			case "$p" in ''|\#*) continue ;; esac
 			[ -f "$REPO/patches/$p" ] || die "patches/series names a missing patch: $p"
 			n=$((n + 1))
-			git mailinfo -k "$idx.msg" "$idx.patch" < "$REPO/patches/$p" > "$idx.info"
+			git mailinfo "$idx.msg" "$idx.patch" < "$REPO/patches/$p" > "$idx.info"
 			GIT_INDEX_FILE=$idx g apply --cached "$idx.patch" ||
 				die "patch $p does not apply"
 			tree=$(GIT_INDEX_FILE=$idx g write-tree)

@@ -13,24 +13,13 @@
 #define VSID0	0x10
 #define VSID1	0x20
 
-static const char *page_name(int page)
-{
-	switch (page) {
-	case NSMMU_PG_A: return "page A";
-	case NSMMU_PG_B: return "page B";
-	case NSMMU_PG_C: return "page C";
-	case -1: return "nowhere";
-	default: return "DMA error";
-	}
-}
-
 /* Probe where DMA to @va lands, and say so (the demo shows these lines) */
 static int probe(struct nested_smmu *n, uint64_t va, const char *why)
 {
 	int page = nsmmu_probe(n, va);
 
 	ksft_print_msg("  edu%d DMA to VA 0x%llx -> %s%s%s\n", n->edu.dev_id,
-		       (unsigned long long)va, page_name(page),
+		       (unsigned long long)va, nsmmu_page_name(page),
 		       why ? ": " : "", why ? why : "");
 	return page;
 }

@@ -19,6 +19,10 @@
 
 #include "nested_smmu_lib.h"
 
+#ifndef BIT_ULL
+#define BIT_ULL(nr)		(1ULL << (nr))
+#endif
+
 #define EDU_VENDOR		0x1234
 #define EDU_DEVICE		0x11e8
 #define EDU_REG_ID		0x00
@@ -33,28 +37,28 @@
 #define EDU_DMA_BUF_SIZE	4096
 
 /* SMMUv3 STE/CD/PTE bits (Arm IHI 0070, as in arm-smmu-v3.h) */
-#define STE0_V			(1ULL << 0)
+#define STE0_V			BIT_ULL(0)
 #define STE0_CFG_S1_TRANS	(5ULL << 1)
-#define STE1_S1CIR_WBRA		(1ULL << 2)
-#define STE1_S1COR_WBRA		(1ULL << 4)
+#define STE1_S1CIR_WBRA		BIT_ULL(2)
+#define STE1_S1COR_WBRA		BIT_ULL(4)
 #define STE1_S1CSH_ISH		(3ULL << 6)
 #define CD0_T0SZ(x)		((uint64_t)(x) & 0x3f)
 #define CD0_TG0_4K		(0ULL << 6)
-#define CD0_IRGN0_WBWA		(1ULL << 8)
-#define CD0_ORGN0_WBWA		(1ULL << 10)
+#define CD0_IRGN0_WBWA		BIT_ULL(8)
+#define CD0_ORGN0_WBWA		BIT_ULL(10)
 #define CD0_SH0_ISH		(3ULL << 12)
-#define CD0_EPD1		(1ULL << 30)
-#define CD0_V			(1ULL << 31)
+#define CD0_EPD1		BIT_ULL(30)
+#define CD0_V			BIT_ULL(31)
 #define CD0_IPS_40BIT		(2ULL << 32)
-#define CD0_AA64		(1ULL << 41)
-#define CD0_R			(1ULL << 45)
-#define CD0_A			(1ULL << 46)
-#define CD0_ASET		(1ULL << 47)
+#define CD0_AA64		BIT_ULL(41)
+#define CD0_R			BIT_ULL(45)
+#define CD0_A			BIT_ULL(46)
+#define CD0_ASET		BIT_ULL(47)
 #define CD0_ASID(x)		((uint64_t)(x) << 48)
 #define PTE_VALID_TABLE		0x3ULL	/* valid, table (L1/L2) or page (L3) */
-#define PTE_AP_EL0_RW		(1ULL << 6)
+#define PTE_AP_EL0_RW		BIT_ULL(6)
 #define PTE_SH_ISH		(3ULL << 8)
-#define PTE_AF			(1ULL << 10)
+#define PTE_AF			BIT_ULL(10)
 #define CMD_TLBI_ASID(x)	((uint64_t)(x) << 48)
 
 static int fail(struct nested_smmu *n, int err, const char *fmt, ...)
@@ -466,15 +470,25 @@ int nsmmu_probe(struct nested_smmu *n, uint64_t va)
 	return found;
 }
 
-int nsmmu_invalidate_cmds(struct nested_smmu *n, const uint64_t (*cmds)[2],
-			  uint32_t *num)
+const char *nsmmu_page_name(int page)
+{
+	switch (page) {
+	case NSMMU_PG_A: return "page A";
+	case NSMMU_PG_B: return "page B";
+	case NSMMU_PG_C: return "page C";
+	case -1: return "nowhere";
+	default: return "DMA error";
+	}
+}
+
+int nsmmu_invalidate_cmds(struct nested_smmu *n, const void *cmds, uint32_t *num)
 {
 	struct iommu_hwpt_invalidate inv = {
 		.size = sizeof(inv),
 		.hwpt_id = n->viommu_id,
 		.data_uptr = (uintptr_t)cmds,
 		.data_type = IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
-		.entry_len = sizeof(cmds[0]),
+		.entry_len = 2 * sizeof(uint64_t),
 		.entry_num = *num,
 	};
 	int ret = ioctl(n->iommufd, IOMMU_HWPT_INVALIDATE, &inv) ? -errno : 0;

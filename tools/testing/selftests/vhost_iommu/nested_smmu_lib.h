@@ -111,10 +111,14 @@ void nsmmu_set_cd_asid(struct nested_smmu *n, uint16_t asid);
  * it (-1 if none did, -2 if the DMA failed).
  */
 int nsmmu_probe(struct nested_smmu *n, uint64_t va);
+/* "page A", "page B", "page C", "nowhere" or "DMA error", for messages */
+const char *nsmmu_page_name(int page);
 
-/* Native SMMUv3 invalidation through IOMMU_HWPT_INVALIDATE on the vIOMMU. */
-int nsmmu_invalidate_cmds(struct nested_smmu *n, const uint64_t (*cmds)[2],
-			  uint32_t *num);
+/*
+ * Native SMMUv3 invalidation through IOMMU_HWPT_INVALIDATE on the vIOMMU:
+ * @cmds is an array of *@num commands of two 64-bit words each.
+ */
+int nsmmu_invalidate_cmds(struct nested_smmu *n, const void *cmds, uint32_t *num);
 int nsmmu_tlbi_va(struct nested_smmu *n, uint64_t va);
 int nsmmu_tlbi_asid(struct nested_smmu *n);
 

@@ -41,7 +41,7 @@
 
 static struct nested_smmu n;
 static struct vi_dev d;
-static volatile int vmm_stop;
+static int vmm_stop;
 static unsigned int forwarded[16], sent[16];
 static int failures;
 
@@ -65,23 +65,12 @@ static void check(bool ok, const char *what)
 	}
 }
 
-static const char *page_name(int page)
-{
-	switch (page) {
-	case NSMMU_PG_A: return "page A";
-	case NSMMU_PG_B: return "page B";
-	case NSMMU_PG_C: return "page C";
-	case -1: return "nowhere (translation fault)";
-	default: return "DMA error";
-	}
-}
-
 static int dma(const char *why, int expect)
 {
 	int page = nsmmu_probe(&n, NSMMU_VA_X);
 
 	say("device", "edu DMA to VA 0x%llx lands in %s%s%s",
-	    (unsigned long long)NSMMU_VA_X, page_name(page), why ? " - " : "",
+	    (unsigned long long)NSMMU_VA_X, nsmmu_page_name(page), why ? " - " : "",
 	    why ? why : "");
 	check(page == expect, "DMA did not land where expected");
 	return page;
@@ -106,14 +95,14 @@ static int vmm_serve(const struct vhost_iommu_req_msg *msg)
 		return VIRTIO_IOMMU_S_INVAL;
 	ste[0] = le64toh(at->ste0);
 	ste[1] = le64toh(at->ste1);
-	say("VMM", "ATTACH_TABLE endpoint %u domain %u STE %#018llx %#018llx (forwarded by the kernel)",
+	say("VMM", "ATTACH_TABLE endpoint %u domain %u STE %#018llx %#018llx (forwarded)",
 	    le32toh(at->endpoint), le32toh(at->domain),
 	    (unsigned long long)ste[0], (unsigned long long)ste[1]);
 	if (nsmmu_attach_ste(&n, ste)) {
 		say("VMM", "%s", n.err);
 		return VIRTIO_IOMMU_S_DEVERR;
 	}
-	say("VMM", "  IOMMU_HWPT_ALLOC nested HWPT %u on vIOMMU %u with the guest's STE, device attached",
+	say("VMM", "  nested HWPT %u on vIOMMU %u from the guest's STE, device attached",
 	    n.nested_hwpt_id, n.viommu_id);
 	dom.domain = le32toh(at->domain);
 	dom.viommu_id = n.viommu_id;
@@ -126,8 +115,9 @@ static int vmm_serve(const struct vhost_iommu_req_msg *msg)
 		say("VMM", "binding the domain: %s", strerror(errno));
 		return VIRTIO_IOMMU_S_DEVERR;
 	}
-	say("VMM", "  VHOST_IOMMU_SET_DOMAIN %u -> vIOMMU %u, SET_ENDPOINT %u -> vSID %#x: its INVALIDATEs now stay in the kernel",
+	say("VMM", "  SET_DOMAIN %u -> vIOMMU %u, SET_ENDPOINT %u -> vSID %#x",
 	    dom.domain, n.viommu_id, EP, n.vsid);
+	say("VMM", "  from now on the domain's INVALIDATEs stay in the kernel");
 	return VIRTIO_IOMMU_S_OK;
 }
 
@@ -136,7 +126,7 @@ static void *vmm_thread(void *arg)
 	struct vhost_iommu_req_msg msg;
 
 	(void)arg;
-	while (!vmm_stop) {
+	while (!__atomic_load_n(&vmm_stop, __ATOMIC_ACQUIRE)) {
 		if (vi_read_msg(&d, &msg, 100) <= 0)
 			continue;
 		if (vi_answer(&d, msg.cookie, vmm_serve(&msg), NULL, 0))
@@ -200,7 +190,7 @@ static int guest_attach_table(void)
 	req->ste0 = htole64(ste[0]);
 	req->ste1 = htole64(ste[1]);
 	tail->status = 0xff;
-	say("guest", "ATTACH_TABLE endpoint %u to domain %u, STE -> CD at IPA %#llx (ASID %#x, T0SZ 25, 4K)",
+	say("guest", "ATTACH_TABLE endpoint %u domain %u, STE -> CD at IPA %#llx (ASID %#x)",
 	    EP, DOMAIN, (unsigned long long)nsmmu_ipa(NSMMU_PG_CD), ASID);
 	if (vi_post_req(&d, req, offsetof(typeof(*req), tail), tail, sizeof(*tail)) < 0)
 		return -ENOSPC;
@@ -249,24 +239,26 @@ int main(void)
 		say("ERROR", "vhost-iommu setup: %s", strerror(-ret));
 		return 1;
 	}
-	say("VMM", "/dev/vhost-iommu: features, owner, memory table, request and event vrings, iommufd, running");
+	say("VMM", "/dev/vhost-iommu: features, owner, memory table, vrings, iommufd, running");
 	pthread_create(&vmm, NULL, vmm_thread, NULL);
 
-	say("guest", "stage-1 tables in guest RAM: VA %#llx -> page A", (unsigned long long)NSMMU_VA_X);
+	say("guest", "stage-1 tables in guest RAM: VA %#llx -> page A",
+	    (unsigned long long)NSMMU_VA_X);
 	check(guest_attach_table() == 0, "ATTACH_TABLE failed");
 	dma("as the tables say", NSMMU_PG_A);
 
-	say("guest", "changes the PTE of VA %#llx to page B, no invalidation yet", (unsigned long long)NSMMU_VA_X);
+	say("guest", "changes the PTE of VA %#llx to page B, no invalidation yet",
+	    (unsigned long long)NSMMU_VA_X);
 	nsmmu_map(&n, NSMMU_VA_X, NSMMU_PG_B);
 	dma("the SMMU still uses its stale IOTLB entry", NSMMU_PG_A);
 	say("guest", "INVALIDATE scope ADDRESS, caches TLB, ASID %#x, VA %#llx, 1 page", ASID,
 	    (unsigned long long)NSMMU_VA_X);
 	check(guest_invalidate(VIRTIO_IOMMU_INVAL_S_ADDRESS, VIRTIO_IOMMU_INVAL_C_TLB,
 			       VIRTIO_IOMMU_INVAL_F_ID, NSMMU_VA_X, 1) == 0, "INVALIDATE failed");
-	say("kernel", "served it: virtio entry -> iommufd -> arm-smmu-v3 -> TLBI_NH_VA (VMID forced) + CMD_SYNC");
+	say("kernel", "served it: virtio entry -> iommufd -> arm-smmu-v3 -> TLBI_NH_VA + CMD_SYNC");
 	dma("after the INVALIDATE", NSMMU_PG_B);
 
-	say("guest", "points VA %#llx back to page A, then %d INVALIDATEs in one kick (domain-wide)",
+	say("guest", "points VA %#llx back to page A, then %d domain-wide INVALIDATEs, one kick",
 	    (unsigned long long)NSMMU_VA_X, BATCH);
 	nsmmu_map(&n, NSMMU_VA_X, NSMMU_PG_A);
 	dma("stale again", NSMMU_PG_B);
@@ -274,11 +266,11 @@ int main(void)
 	check(guest_invalidate(VIRTIO_IOMMU_INVAL_S_DOMAIN, VIRTIO_IOMMU_INVAL_C_TLB |
 			       VIRTIO_IOMMU_INVAL_C_PASID, 0, 0, BATCH) == 0,
 	      "batched INVALIDATEs failed");
-	say("kernel", "served %d INVALIDATEs of one kick in one driver call (%.1f ms in the emulator)",
+	say("kernel", "served %d INVALIDATEs of one kick in one driver call (%.1f ms, TCG)",
 	    BATCH, (now() - t) * 1e3);
 	dma("after the domain-wide INVALIDATE", NSMMU_PG_A);
 
-	vmm_stop = 1;
+	__atomic_store_n(&vmm_stop, 1, __ATOMIC_RELEASE);
 	pthread_join(vmm, NULL);
 	in_kernel = sent[VIRTIO_IOMMU_T_INVALIDATE] - forwarded[VIRTIO_IOMMU_T_INVALIDATE];
 	printf("\nwhat went where:\n");
@@ -293,7 +285,9 @@ int main(void)
 
 	vi_close(&d);
 	nsmmu_teardown(&n);
-	printf("\ndemo %s\n", failures ? "FAILED" : "passed: DMA followed the guest's tables, "
-	       "INVALIDATEs never left the kernel");
+	if (failures)
+		printf("\ndemo FAILED\n");
+	else
+		printf("\ndemo passed: DMA followed the tables, INVALIDATEs stayed in the kernel\n");
 	return failures ? 1 : 0;
 }

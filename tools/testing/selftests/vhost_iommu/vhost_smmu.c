@@ -153,25 +153,27 @@ static int guest_inval(struct vm *vm, const struct inval *i)
 	return tail->status;
 }
 
-static const char *page_name(int page)
-{
-	switch (page) {
-	case NSMMU_PG_A: return "page A";
-	case NSMMU_PG_B: return "page B";
-	case NSMMU_PG_C: return "page C";
-	case -1: return "nowhere";
-	default: return "DMA error";
-	}
-}
-
 static int probe(struct vm *vm, const char *why)
 {
 	int page = nsmmu_probe(&vm->n, NSMMU_VA_X);
 
 	ksft_print_msg("  DMA to VA 0x%llx -> %s%s%s\n",
-		       (unsigned long long)NSMMU_VA_X, page_name(page),
+		       (unsigned long long)NSMMU_VA_X, nsmmu_page_name(page),
 		       why ? ": " : "", why ? why : "");
 	return page;
+}
+
+/* Fixture setup shared by the two fixtures: one VM on the first edu */
+static void vm_fixture_setup(struct __test_metadata *_metadata, struct vm *vm)
+{
+	int ret;
+
+	if (edu_count() < 1)
+		SKIP(return, "no edu device bound to vfio-pci");
+	ret = vm_setup(vm, 0, VSID0);
+	if (ret == -ENOENT && strstr(vm->n.err, "vhost-iommu"))
+		SKIP(return, "no /dev/vhost-iommu");
+	ASSERT_EQ(0, ret) TH_LOG("%s", vm->n.err);
 }
 
 FIXTURE(vhost_smmu) {
@@ -221,14 +223,7 @@ FIXTURE_VARIANT_ADD(vhost_smmu, domain_all_caches) {
 
 FIXTURE_SETUP(vhost_smmu)
 {
-	int ret;
-
-	if (edu_count() < 1)
-		SKIP(return, "no edu device bound to vfio-pci");
-	ret = vm_setup(&self->vm, 0, VSID0);
-	if (ret == -ENOENT && strstr(self->vm.n.err, "vhost-iommu"))
-		SKIP(return, "no /dev/vhost-iommu");
-	ASSERT_EQ(0, ret) TH_LOG("%s", self->vm.n.err);
+	vm_fixture_setup(_metadata, &self->vm);
 }
 
 FIXTURE_TEARDOWN(vhost_smmu)
@@ -236,21 +231,14 @@ FIXTURE_TEARDOWN(vhost_smmu)
 	vm_teardown(&self->vm);
 }
 
-/* The same VM, for tests that need no variant */
+/* The same VM, for the tests that need no variant */
 FIXTURE(vhost_smmu1) {
 	struct vm vm;
 };
 
 FIXTURE_SETUP(vhost_smmu1)
 {
-	int ret;
-
-	if (edu_count() < 1)
-		SKIP(return, "no edu device bound to vfio-pci");
-	ret = vm_setup(&self->vm, 0, VSID0);
-	if (ret == -ENOENT && strstr(self->vm.n.err, "vhost-iommu"))
-		SKIP(return, "no /dev/vhost-iommu");
-	ASSERT_EQ(0, ret) TH_LOG("%s", self->vm.n.err);
+	vm_fixture_setup(_metadata, &self->vm);
 }
 
 FIXTURE_TEARDOWN(vhost_smmu1)
@@ -266,7 +254,7 @@ TEST_F(vhost_smmu, stale_then_invalidate)
 	ASSERT_EQ(NSMMU_PG_A, probe(vm, "as the S1 table says"));
 	nsmmu_map(&vm->n, NSMMU_VA_X, NSMMU_PG_B);
 	ASSERT_EQ(NSMMU_PG_A, probe(vm, "PTE changed to page B: stale IOTLB entry"));
-	ksft_print_msg("  guest INVALIDATE scope %u caches %#x flags %#x id %#llx address %#llx pages %llu\n",
+	ksft_print_msg("  guest INVALIDATE scope %u caches %#x flags %#x id %#llx va %#llx n %llu\n",
 		       variant->inval.scope, variant->inval.caches,
 		       variant->inval.flags, (unsigned long long)variant->inval.id,
 		       (unsigned long long)variant->inval.address,

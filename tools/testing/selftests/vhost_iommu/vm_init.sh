@@ -4,13 +4,13 @@
 # /tests/list ("name timeout command args..."), each between VMTEST markers,
 # then asks kmemleak for a scan and dumps the kernel log for the host.
 
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
-mount -t debugfs debugfs /sys/kernel/debug
+mount -t proc none /proc
+mount -t sysfs none /sys
+mount -t devtmpfs none /dev
+mount -t tmpfs none /tmp
+mount -t debugfs none /sys/kernel/debug
 mkdir -p /dev/hugepages /dev/pts
-mount -t hugetlbfs hugetlbfs /dev/hugepages
+mount -t hugetlbfs none /dev/hugepages
 export PATH=/bin:/sbin:/tests
 
 echo "VMTEST-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r)"

@@ -94,7 +94,8 @@ else
 		[ "$name" != "$t" ] && args=${t#*:}
 		line=$(suite | awk -v n="$name" '$1 == n')
 		# Programs built but not in the suite (the demo) can be named too.
-		if [ -z "$line" ] && grep -qE "^TEST_GEN_PROGS_EXTENDED .*\<$name\>" "$SELF_DIR/Makefile"; then
+		if [ -z "$line" ] &&
+		   grep -qE "^TEST_GEN_PROGS_EXTENDED .*\<$name\>" "$SELF_DIR/Makefile"; then
 			line="$name 600 seq /tests/$name"
 		fi
 		[ -n "$line" ] || die "unknown test '$name' (see -h)"
@@ -150,7 +151,8 @@ IORT="$CACHE/iort-$(key_of "$(chroot_key)" "$QEMU_ARGS" "$SELF_DIR/iort_canwbs.p
 BUSYBOX=$CHROOT/opt/busybox-arm64/usr/bin/busybox
 
 mkinitramfs() { # dir under $CACHE -> cpio.gz on stdout (cpio runs in the chroot)
-	in_chroot sh -c "cd /cache/${1#"$CACHE"/} && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1"
+	in_chroot sh -c "cd /cache/${1#"$CACHE"/} && find . | LC_ALL=C sort |
+		cpio -o -H newc --quiet -R 0:0 | gzip -1"
 }
 
 base_root() { # dir
@@ -175,7 +177,7 @@ if [ ! -f "$IORT" ]; then
 	P=$RUN/probe; base_root "$P"
 	cat > "$P/init" <<'EOT'
 #!/bin/sh
-mount -t proc proc /proc; mount -t sysfs sys /sys
+mount -t proc none /proc; mount -t sysfs none /sys
 echo IORT-BEGIN; base64 /sys/firmware/acpi/tables/IORT; echo IORT-END
 poweroff -f
 EOT
@@ -189,7 +191,8 @@ EOT
 	mkdir -p "$RUN/iortroot/kernel/firmware/acpi"
 	in_chroot python3 /src/tools/testing/selftests/vhost_iommu/iort_canwbs.py $CRUN/iort.orig \
 		$CRUN/iortroot/kernel/firmware/acpi/iort.aml >&2 || die "IORT patch failed"
-	in_chroot sh -c "cd $CRUN/iortroot && find kernel | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0" > "$IORT.tmp"
+	in_chroot sh -c "cd $CRUN/iortroot && find kernel | LC_ALL=C sort |
+		cpio -o -H newc --quiet -R 0:0" > "$IORT.tmp"
 	mv "$IORT.tmp" "$IORT"
 fi
 
@@ -197,7 +200,9 @@ fi
 stage "initramfs"
 R=$RUN/root; base_root "$R"
 cp "$RUN"/tests/vhost_iommu/* "$RUN"/tests/iommu/* "$R/tests/" 2>/dev/null || true
-awk '{ printf "%s %s %s", $1, $2, $3; for (i = 4; i <= NF; i++) printf " %s", $i; printf "\n" }' "$SEL" > "$R/tests/list"
+awk '{ printf "%s %s %s", $1, $2, $3
+	for (i = 4; i <= NF; i++) printf " %s", $i
+	printf "\n" }' "$SEL" > "$R/tests/list"
 echo "$SHELL_MODE" > "$R/etc/shell_mode"
 cp "$SELF_DIR/vm_init.sh" "$R/init"; chmod +x "$R/init"
 mkinitramfs "$R" > "$RUN/root.cpio.gz"
