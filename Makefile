@@ -7,6 +7,8 @@
 #   make demo      the main job: boot the test VM and show the nested SMMUv3
 #                  at work, step by step
 #   make test      build everything and run the whole suite in the VM
+#   make bench     INVALIDATE throughput on the non-debug kernel: fast path,
+#                  userspace VMM, bare ioctl (BENCH_ARGS=-n,2048,-r,9)
 #
 # Other targets: toolchain, tree, kernel, bench-kernel, regen, checkpatch,
 # shell, clean-cache. T=name runs one test: make test T=nested_smmu
@@ -15,12 +17,12 @@ CACHE ?= $(or $(VHOST_IOMMU_CACHE),$(HOME)/.cache/vhost-iommu)
 export VHOST_IOMMU_CACHE := $(CACHE)
 ST := tools/testing/selftests/vhost_iommu
 
-.PHONY: all demo test toolchain tree kernel bench-kernel regen checkpatch series shell clean-cache help
+.PHONY: all demo test bench toolchain tree kernel bench-kernel regen checkpatch series shell clean-cache help
 
 all: help
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 
 toolchain:
 	bash bed/toolchain.sh
@@ -39,6 +41,9 @@ demo: toolchain
 
 test: toolchain
 	bash $(ST)/vmtest.sh $(T)
+
+bench: toolchain
+	VMTEST_VERBOSE=1 bash $(ST)/vmtest.sh -f bench vhost_iommu_bench$(if $(BENCH_ARGS),:$(BENCH_ARGS))
 
 shell: toolchain
 	bash $(ST)/vmtest.sh -s
