@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -599,6 +600,57 @@ TEST_F(vhost_iommu_pri, close_with_faults)
 				     i, ADDR));
 	vi_close(&self->d);
 	EXPECT_EQ(8, responses(self->iommufd, self->idev_id, NULL, NULL));
+}
+
+struct trigger_arg {
+	int fd;
+	uint32_t dev_id;
+	int nr;
+	int ret;
+};
+
+static void *trigger_thread(void *p)
+{
+	struct trigger_arg *a = p;
+
+	for (int i = 0; i < a->nr && !a->ret; i++)
+		a->ret = trigger(a->fd, a->dev_id, NO_PASID, i, ADDR);
+	return NULL;
+}
+
+/*
+ * Faults keep coming while the device closes: each group is answered
+ * exactly once, by the device or, for what it did not take, by the VMM
+ * reading the fault queue afterwards.
+ */
+TEST_F(vhost_iommu_pri, faults_racing_close)
+{
+	struct trigger_arg a = {
+		.fd = self->iommufd,
+		.dev_id = self->idev_id,
+		.nr = 200,
+	};
+	struct iommu_hwpt_page_response r = {
+		.code = IOMMUFD_PAGE_RESP_SUCCESS,
+	};
+	struct iommu_hwpt_pgfault f[16];
+	pthread_t t;
+	ssize_t n;
+
+	ASSERT_NE(NULL, post_event(&self->d, REC));
+	ASSERT_EQ(0, pthread_create(&t, NULL, trigger_thread, &a));
+	usleep(2000);
+	vi_close(&self->d);
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(0, a.ret);
+	while ((n = read(self->fault_fd, f, sizeof(f))) > 0) {
+		for (size_t i = 0; i < n / sizeof(f[0]); i++) {
+			r.cookie = f[i].cookie;
+			ASSERT_EQ(sizeof(r), write(self->fault_fd, &r,
+						   sizeof(r)));
+		}
+	}
+	EXPECT_EQ(a.nr, responses(self->iommufd, self->idev_id, NULL, NULL));
 }
 
 /* The ioctl's argument rules */
