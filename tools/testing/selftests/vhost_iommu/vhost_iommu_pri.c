@@ -382,6 +382,56 @@ TEST_F(vhost_iommu_pri, no_buffer_then_buffers)
 	EXPECT_EQ(3, responses(self->iommufd, self->idev_id, NULL, NULL));
 }
 
+/*
+ * The device holds at most 64 groups; further page requests wait in the
+ * fault queue until the guest answers one.
+ */
+TEST_F(vhost_iommu_pri, bound)
+{
+	struct virtio_iommu_page_request *recs[70];
+	uint32_t id, len;
+	int i;
+
+	for (i = 0; i < 70; i++)
+		ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID,
+				     i, ADDR));
+	for (i = 0; i < 70; i++) {
+		recs[i] = post_event(&self->d, REC);
+		ASSERT_NE(NULL, recs[i]);
+	}
+	vi_kick(&self->d, VI_EVENT_VQ);
+	for (i = 0; i < 64; i++) {
+		ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
+					 TIMEOUT_MS));
+		EXPECT_EQ(i, recs[i]->group);
+	}
+	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
+					  QUIET_MS));
+	EXPECT_EQ(0, responses(self->iommufd, self->idev_id, NULL, NULL));
+	/* One answer makes room for one more */
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  page_resp(&self->d, EP_ID, 0, 0, 0,
+			    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
+	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
+				 TIMEOUT_MS));
+	EXPECT_EQ(64, recs[64]->group);
+	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
+					  QUIET_MS));
+	for (i = 1; i < 65; i++)
+		EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+			  page_resp(&self->d, EP_ID, 0, 0, i,
+				    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
+	for (i = 65; i < 70; i++) {
+		ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
+					 TIMEOUT_MS));
+		EXPECT_EQ(i, recs[i]->group);
+		EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+			  page_resp(&self->d, EP_ID, 0, 0, i,
+				    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
+	}
+	EXPECT_EQ(70, responses(self->iommufd, self->idev_id, NULL, NULL));
+}
+
 /* A buffer too small for a record is returned empty; the record waits */
 TEST_F(vhost_iommu_pri, small_buffer)
 {
