@@ -76,6 +76,18 @@
 
 /* The request was forwarded to the VMM: nothing to return to the guest yet */
 #define VHOST_IOMMU_FORWARDED (-EINPROGRESS)
+/* PAGE_RESP behind a request waiting at the VMM: retry when it is answered */
+#define VHOST_IOMMU_STALL (-EAGAIN)
+
+/*
+ * Max number of page request groups taken from the fault queue and not
+ * answered by the guest yet. At the bound the device stops reading the fault
+ * queue: further page requests wait there, in iommufd, until the guest
+ * answers a group.
+ */
+#define VHOST_IOMMU_MAX_PRQ 64
+/* Max number of page requests in one group; larger groups are refused */
+#define VHOST_IOMMU_PRQ_GROUP_MAX 32
 
 enum {
 	VHOST_IOMMU_VQ_REQ = 0,
@@ -101,6 +113,7 @@ static const int vhost_iommu_bits[] = {
 	VIRTIO_IOMMU_F_MMIO,
 	VIRTIO_IOMMU_F_BYPASS_CONFIG,
 	VIRTIO_IOMMU_F_ATTACH_TABLE,
+	VIRTIO_IOMMU_F_PAGE_REQUEST,
 };
 
 #define VHOST_IOMMU_FEATURES VHOST_FEATURES_U64(vhost_iommu_bits, 0)
@@ -199,6 +212,30 @@ struct vhost_iommu_batch {
 };
 
 /**
+ * struct vhost_iommu_prq - A page request group taken from the fault queue
+ * @node: In the list of struct vhost_iommu
+ * @cookie: The iommufd cookie that answers it
+ * @endpoint: The virtio endpoint ID
+ * @pasid: Its PASID, if @pasid_valid
+ * @grpid: Its group ID
+ * @pasid_valid: Whether the requests carry a PASID
+ * @sent: Number of records delivered to the guest
+ * @nr: Number of records in @recs
+ * @recs: The event records, in order
+ */
+struct vhost_iommu_prq {
+	struct list_head node;
+	u32 cookie;
+	u32 endpoint;
+	u32 pasid;
+	u32 grpid;
+	bool pasid_valid;
+	unsigned int sent;
+	unsigned int nr;
+	struct virtio_iommu_page_request recs[] __counted_by(nr);
+};
+
+/**
  * struct vhost_iommu - A vhost-iommu device
  * @dev: The vhost device
  * @vqs: The request and event queues
@@ -213,6 +250,15 @@ struct vhost_iommu_batch {
  * @doms: Bound domains (struct vhost_iommu_dom) by virtio domain ID
  * @eps: Bound endpoints (struct vhost_iommu_ep) by virtio endpoint ID
  * @batch: INVALIDATEs collected by the worker for one driver call
+ * @prq_mutex: Protects @fault, @prqs, @nr_prqs and @pgfaults, and the
+ *             endpoints against the page request path
+ * @fault_file: The fault queue file bound with VHOST_IOMMU_SET_FAULT_QUEUE
+ * @fault: Its fault queue
+ * @fault_poll: Runs the event queue's work when the fault queue has faults
+ * @prqs: Page request groups taken and not answered (struct vhost_iommu_prq),
+ *        in the order of the fault queue
+ * @nr_prqs: Number of entries in @prqs
+ * @pgfaults: Room for one group from the fault queue
  *
  * @ictx, @doms and @eps change under @dev.mutex and the request queue's
  * mutex; the worker reads them under the latter. @batch belongs to the
@@ -237,6 +283,13 @@ struct vhost_iommu {
 	struct xarray doms;
 	struct xarray eps;
 	struct vhost_iommu_batch batch;
+	struct mutex prq_mutex;	/* Protects the page request state */
+	struct file *fault_file;
+	struct iommufd_fault *fault;
+	struct vhost_poll fault_poll;
+	struct list_head prqs;
+	unsigned int nr_prqs;
+	struct iommu_hwpt_pgfault pgfaults[VHOST_IOMMU_PRQ_GROUP_MAX];
 };
 
 static bool vhost_iommu_has_queued(struct vhost_iommu *v)
@@ -290,6 +343,10 @@ static size_t vhost_iommu_req_len(struct vhost_virtqueue *vq, u8 type)
 		if (!vhost_has_feature(vq, VIRTIO_IOMMU_F_ATTACH_TABLE))
 			return 0;
 		return offsetof(struct virtio_iommu_req_invalidate, tail);
+	case VIRTIO_IOMMU_T_PAGE_RESP:
+		if (!vhost_has_feature(vq, VIRTIO_IOMMU_F_PAGE_REQUEST))
+			return 0;
+		return offsetof(struct virtio_iommu_req_page_resp, tail);
 	default:
 		return 0;
 	}
@@ -547,6 +604,278 @@ static int vhost_iommu_batch_inval(struct vhost_iommu *v,
 	return VHOST_IOMMU_BATCHED;
 }
 
+/* Answer a group the guest will not answer and free it. Under prq_mutex. */
+static void vhost_iommu_prq_abort(struct vhost_iommu *v,
+				  struct vhost_iommu_prq *prq)
+{
+	/* -EINVAL: iommufd answered it already (detach) */
+	iommufd_fault_respond(v->fault, prq->cookie, IOMMU_PAGE_RESP_INVALID);
+	list_del(&prq->node);
+	v->nr_prqs--;
+	kfree(prq);
+}
+
+/* Answer every group taken, or those of one endpoint. Under prq_mutex. */
+static void vhost_iommu_prq_abort_all(struct vhost_iommu *v, bool all,
+				      u32 endpoint)
+{
+	struct vhost_iommu_prq *prq, *next;
+
+	list_for_each_entry_safe(prq, next, &v->prqs, node)
+		if (all || prq->endpoint == endpoint)
+			vhost_iommu_prq_abort(v, prq);
+}
+
+/* The endpoint bound to an iommufd device, or NULL. Under prq_mutex. */
+static struct vhost_iommu_ep *vhost_iommu_ep_by_dev(struct vhost_iommu *v,
+						    u32 dev_id)
+{
+	struct vhost_iommu_ep *ep;
+	unsigned long id;
+
+	xa_for_each(&v->eps, id, ep)
+		if (ep->dev_id == dev_id)
+			return ep;
+	return NULL;
+}
+
+static u32 vhost_iommu_prq_flags(const struct iommu_hwpt_pgfault *f)
+{
+	u32 flags = VIRTIO_IOMMU_FAULT_F_ADDRESS;
+
+	if (f->perm & IOMMU_PGFAULT_PERM_READ)
+		flags |= VIRTIO_IOMMU_FAULT_F_READ;
+	if (f->perm & IOMMU_PGFAULT_PERM_WRITE)
+		flags |= VIRTIO_IOMMU_FAULT_F_WRITE;
+	if (f->perm & IOMMU_PGFAULT_PERM_EXEC)
+		flags |= VIRTIO_IOMMU_FAULT_F_EXEC;
+	if (f->perm & IOMMU_PGFAULT_PERM_PRIV)
+		flags |= VIRTIO_IOMMU_FAULT_F_PRIV;
+	if (f->flags & IOMMU_PGFAULT_FLAGS_PASID_VALID)
+		flags |= VIRTIO_IOMMU_FAULT_F_PASID;
+	if (f->flags & IOMMU_PGFAULT_FLAGS_LAST_PAGE)
+		flags |= VIRTIO_IOMMU_FAULT_F_LAST_PAGE;
+	return flags;
+}
+
+/* Turn the group in @pgfaults into event records. Under prq_mutex. */
+static void vhost_iommu_prq_add(struct vhost_iommu *v,
+				struct vhost_virtqueue *vq, unsigned int nr)
+{
+	const struct iommu_hwpt_pgfault *f = v->pgfaults;
+	struct vhost_iommu_prq *prq, *next;
+	struct vhost_iommu_ep *ep;
+	unsigned int i;
+
+	/*
+	 * The device is the only reader of the fault queue: a cookie it still
+	 * holds was answered by iommufd (detach) and is now reused.
+	 */
+	list_for_each_entry_safe(prq, next, &v->prqs, node) {
+		if (prq->cookie != f->cookie)
+			continue;
+		list_del(&prq->node);
+		v->nr_prqs--;
+		kfree(prq);
+	}
+
+	ep = vhost_iommu_ep_by_dev(v, f->dev_id);
+	if (!ep || !vhost_has_feature(vq, VIRTIO_IOMMU_F_PAGE_REQUEST))
+		goto refuse;
+	prq = kzalloc_flex(*prq, recs, nr, GFP_KERNEL_ACCOUNT);
+	if (!prq)
+		goto refuse;
+	prq->nr = nr;
+	prq->cookie = f->cookie;
+	prq->endpoint = ep->id;
+	prq->pasid_valid = f->flags & IOMMU_PGFAULT_FLAGS_PASID_VALID;
+	prq->pasid = prq->pasid_valid ? f->pasid : 0;
+	prq->grpid = f->grpid;
+	for (i = 0; i < nr; i++) {
+		struct virtio_iommu_page_request *rec = &prq->recs[i];
+
+		rec->reason = VIRTIO_IOMMU_FAULT_R_PAGE_REQUEST;
+		rec->flags = cpu_to_le32(vhost_iommu_prq_flags(&f[i]));
+		rec->endpoint = cpu_to_le32(ep->id);
+		rec->pasid = cpu_to_le32(prq->pasid);
+		rec->address = cpu_to_le64(f[i].addr);
+		rec->group = cpu_to_le32(f[i].grpid);
+	}
+	list_add_tail(&prq->node, &v->prqs);
+	v->nr_prqs++;
+	return;
+
+refuse:
+	iommufd_fault_respond(v->fault, f->cookie, IOMMU_PAGE_RESP_INVALID);
+}
+
+/*
+ * Take groups from the fault queue up to the bound. Under the event queue's
+ * mutex and prq_mutex. Return false if it must run again.
+ */
+static bool vhost_iommu_prq_fetch(struct vhost_iommu *v,
+				  struct vhost_virtqueue *vq)
+{
+	unsigned int budget = VHOST_IOMMU_MAX_PRQ;
+	unsigned int nr;
+	int ret;
+
+	if (!v->fault)
+		return true;
+	while (v->nr_prqs < VHOST_IOMMU_MAX_PRQ) {
+		if (!budget--)
+			return false;
+		ret = iommufd_fault_fetch(v->fault, v->pgfaults,
+					  ARRAY_SIZE(v->pgfaults), &nr);
+		if (ret == -E2BIG)
+			continue;
+		if (ret)
+			break;
+		vhost_iommu_prq_add(v, vq, nr);
+	}
+	return true;
+}
+
+/*
+ * Write the records not delivered yet into the guest's event buffers.
+ * Under the event queue's mutex and prq_mutex. Return whether buffers were
+ * used.
+ */
+static bool vhost_iommu_prq_push(struct vhost_iommu *v,
+				 struct vhost_virtqueue *vq)
+{
+	const size_t rec_len = sizeof(struct virtio_iommu_page_request);
+	struct vhost_iommu_prq *prq;
+	unsigned int out, in;
+	bool added = false;
+	struct iov_iter to;
+	int head, pkts = 0;
+
+	list_for_each_entry(prq, &v->prqs, node) {
+		while (prq->sent < prq->nr) {
+			if (vhost_exceeds_weight(vq, pkts, 0))
+				return added;
+			head = vhost_get_vq_desc(vq, vq->iov,
+						 ARRAY_SIZE(vq->iov), &out,
+						 &in, NULL, NULL);
+			if (unlikely(head < 0))
+				return added;
+			if (head == vq->num) {
+				if (unlikely(vhost_enable_notify(&v->dev, vq))) {
+					vhost_disable_notify(&v->dev, vq);
+					continue;
+				}
+				return added;
+			}
+			pkts++;
+			added = true;
+			if (out || iov_length(vq->iov, in) < rec_len) {
+				vq_err(vq, "vhost-iommu: bad event buffer\n");
+				if (vhost_add_used(vq, head, 0))
+					return added;
+				continue;
+			}
+			iov_iter_init(&to, ITER_DEST, vq->iov, in, rec_len);
+			if (copy_to_iter(&prq->recs[prq->sent], rec_len,
+					 &to) != rec_len) {
+				vq_err(vq, "vhost-iommu: faulted on an event\n");
+				vhost_add_used(vq, head, 0);
+				return added;
+			}
+			if (vhost_add_used(vq, head, rec_len))
+				return added;
+			prq->sent++;
+		}
+	}
+	return added;
+}
+
+static void vhost_iommu_handle_event_vq(struct vhost_iommu *v)
+{
+	struct vhost_virtqueue *vq = &v->vqs[VHOST_IOMMU_VQ_EVENT];
+	bool added, done;
+
+	mutex_lock(&vq->mutex);
+	if (!vhost_vq_get_backend(vq))
+		goto out_unlock;
+	vhost_disable_notify(&v->dev, vq);
+	mutex_lock(&v->prq_mutex);
+	done = vhost_iommu_prq_fetch(v, vq);
+	added = vhost_iommu_prq_push(v, vq);
+	mutex_unlock(&v->prq_mutex);
+	if (added)
+		vhost_signal(&v->dev, vq);
+	if (!done)
+		vhost_poll_queue(&v->fault_poll);
+out_unlock:
+	mutex_unlock(&vq->mutex);
+}
+
+static void vhost_iommu_handle_event_kick(struct vhost_work *work)
+{
+	struct vhost_virtqueue *vq = container_of(work, struct vhost_virtqueue,
+						  poll.work);
+	struct vhost_iommu *v = container_of(vq->dev, struct vhost_iommu, dev);
+
+	vhost_iommu_handle_event_vq(v);
+}
+
+static void vhost_iommu_handle_fault(struct vhost_work *work)
+{
+	struct vhost_iommu *v = container_of(work, struct vhost_iommu,
+					     fault_poll.work);
+
+	vhost_iommu_handle_event_vq(v);
+}
+
+/*
+ * Complete a PAGE_RESP: answer the delivered group it names through
+ * iommufd. Return the status for the guest.
+ */
+static u8 vhost_iommu_page_resp(struct vhost_iommu *v, const u8 *buf)
+{
+	const struct virtio_iommu_req_page_resp *resp = (const void *)buf;
+	u32 flags = le32_to_cpu(resp->flags);
+	u16 code = le16_to_cpu(resp->code);
+	struct vhost_iommu_prq *prq;
+	bool pasid_valid;
+	u8 status = VIRTIO_IOMMU_S_INVAL;
+
+	static_assert(VIRTIO_IOMMU_PAGE_RESP_SUCCESS == IOMMU_PAGE_RESP_SUCCESS);
+	static_assert(VIRTIO_IOMMU_PAGE_RESP_INVALID == IOMMU_PAGE_RESP_INVALID);
+	static_assert(VIRTIO_IOMMU_PAGE_RESP_FAILURE == IOMMU_PAGE_RESP_FAILURE);
+
+	if (flags & ~VIRTIO_IOMMU_PAGE_RESP_F_PASID ||
+	    code > VIRTIO_IOMMU_PAGE_RESP_FAILURE ||
+	    memchr_inv(resp->reserved, 0, sizeof(resp->reserved)))
+		return VIRTIO_IOMMU_S_INVAL;
+	pasid_valid = flags & VIRTIO_IOMMU_PAGE_RESP_F_PASID;
+	if (!pasid_valid && resp->pasid)
+		return VIRTIO_IOMMU_S_INVAL;
+
+	mutex_lock(&v->prq_mutex);
+	list_for_each_entry(prq, &v->prqs, node) {
+		/* The guest answers groups it has seen in full */
+		if (prq->sent != prq->nr ||
+		    prq->endpoint != le32_to_cpu(resp->endpoint) ||
+		    prq->grpid != le32_to_cpu(resp->group) ||
+		    prq->pasid_valid != pasid_valid ||
+		    prq->pasid != le32_to_cpu(resp->pasid))
+			continue;
+		/* -EINVAL: iommufd answered it already (detach) */
+		if (!iommufd_fault_respond(v->fault, prq->cookie, code))
+			status = VIRTIO_IOMMU_S_OK;
+		list_del(&prq->node);
+		v->nr_prqs--;
+		kfree(prq);
+		/* Room for more groups */
+		vhost_poll_queue(&v->fault_poll);
+		break;
+	}
+	mutex_unlock(&v->prq_mutex);
+	return status;
+}
+
 /*
  * Parse one request. Return the used length to return it with now,
  * VHOST_IOMMU_FORWARDED or VHOST_IOMMU_BATCHED.
@@ -597,6 +926,15 @@ static int vhost_iommu_handle_req(struct vhost_iommu *v,
 		return 0;
 	}
 
+	if (buf[0] == VIRTIO_IOMMU_T_PAGE_RESP) {
+		/* What the guest queued before it comes first */
+		*added |= vhost_iommu_flush_batch(v, vq);
+		if (vhost_iommu_has_pending(v))
+			return VHOST_IOMMU_STALL;
+		return vhost_iommu_write_resp(in_iov, in, NULL, 0,
+					      vhost_iommu_page_resp(v, buf));
+	}
+
 	if (buf[0] == VIRTIO_IOMMU_T_INVALIDATE) {
 		ret = vhost_iommu_batch_inval(v, vq, head, in_iov, in, buf,
 					      added);
@@ -613,7 +951,7 @@ static void vhost_iommu_handle_req_vq(struct vhost_iommu *v)
 {
 	struct vhost_virtqueue *vq = &v->vqs[VHOST_IOMMU_VQ_REQ];
 	size_t out_len, total_len = 0;
-	unsigned int out, in;
+	unsigned int out, in, ndesc;
 	bool added = false;
 	int head, pkts = 0;
 	int len;
@@ -629,8 +967,8 @@ static void vhost_iommu_handle_req_vq(struct vhost_iommu *v)
 		if (vhost_iommu_full(v))
 			break;
 
-		head = vhost_get_vq_desc(vq, vq->iov, ARRAY_SIZE(vq->iov),
-					 &out, &in, NULL, NULL);
+		head = vhost_get_vq_desc_n(vq, vq->iov, ARRAY_SIZE(vq->iov),
+					   &out, &in, NULL, NULL, &ndesc);
 		/* On error, stop handling until the next kick. */
 		if (unlikely(head < 0))
 			break;
@@ -648,6 +986,11 @@ static void vhost_iommu_handle_req_vq(struct vhost_iommu *v)
 		total_len += out_len;
 		if (len == VHOST_IOMMU_FORWARDED || len == VHOST_IOMMU_BATCHED)
 			continue;
+		/* Resumed when the requests at the VMM are answered */
+		if (len == VHOST_IOMMU_STALL) {
+			vhost_discard_vq_desc(vq, 1, ndesc);
+			break;
+		}
 		if (len < 0) {
 			vq_err(vq, "vhost-iommu: faulted on the response\n");
 			len = 0;
@@ -954,13 +1297,18 @@ static int vhost_iommu_open(struct inode *inode, struct file *f)
 	init_waitqueue_head(&v->wq);
 	xa_init(&v->doms);
 	xa_init(&v->eps);
+	mutex_init(&v->prq_mutex);
+	INIT_LIST_HEAD(&v->prqs);
 
 	vqs[VHOST_IOMMU_VQ_REQ] = &v->vqs[VHOST_IOMMU_VQ_REQ];
 	vqs[VHOST_IOMMU_VQ_EVENT] = &v->vqs[VHOST_IOMMU_VQ_EVENT];
 	v->vqs[VHOST_IOMMU_VQ_REQ].handle_kick = vhost_iommu_handle_req_kick;
 	/* The event queue's buffers stay available until there are events */
+	v->vqs[VHOST_IOMMU_VQ_EVENT].handle_kick = vhost_iommu_handle_event_kick;
 	vhost_dev_init(&v->dev, vqs, VHOST_IOMMU_VQ_MAX, UIO_MAXIOV,
 		       VHOST_IOMMU_PKT_WEIGHT, VHOST_IOMMU_WEIGHT, true, NULL);
+	vhost_poll_init(&v->fault_poll, vhost_iommu_handle_fault, EPOLLIN,
+			&v->dev, &v->vqs[VHOST_IOMMU_VQ_EVENT]);
 
 	f->private_data = v;
 	return 0;
@@ -1004,6 +1352,8 @@ static int vhost_iommu_start(struct vhost_iommu *v)
 	/* Answers that arrived while stopped, then what the guest queued */
 	vhost_iommu_retire_answered(v);
 	vhost_poll_queue(&v->vqs[VHOST_IOMMU_VQ_REQ].poll);
+	/* Page requests that arrived while stopped */
+	vhost_poll_queue(&v->fault_poll);
 	return 0;
 
 err_vq:
@@ -1013,12 +1363,35 @@ err_vq:
 	return ret;
 }
 
+/*
+ * Stop serving the fault queue and answer the page requests in flight. Under
+ * dev.mutex, or in release.
+ */
+static void vhost_iommu_unbind_fault(struct vhost_iommu *v)
+{
+	struct file *file;
+
+	if (!v->fault_file)
+		return;
+	vhost_poll_stop(&v->fault_poll);
+	vhost_dev_flush(&v->dev);
+	mutex_lock(&v->prq_mutex);
+	vhost_iommu_prq_abort_all(v, true, 0);
+	file = v->fault_file;
+	v->fault_file = NULL;
+	v->fault = NULL;
+	mutex_unlock(&v->prq_mutex);
+	fput(file);
+}
+
 /* Drop every binding. The device is stopped and flushed. */
 static void vhost_iommu_unbind_all(struct vhost_iommu *v)
 {
 	struct vhost_iommu_dom *dom;
 	struct vhost_iommu_ep *ep;
 	unsigned long id;
+
+	vhost_iommu_unbind_fault(v);
 
 	xa_for_each(&v->eps, id, ep) {
 		xa_erase(&v->eps, id);
@@ -1046,6 +1419,7 @@ static int vhost_iommu_release(struct inode *inode, struct file *f)
 	vhost_iommu_unbind_all(v);
 	xa_destroy(&v->doms);
 	xa_destroy(&v->eps);
+	mutex_destroy(&v->prq_mutex);
 	vhost_dev_stop(&v->dev);
 	vhost_dev_cleanup(&v->dev);
 	kfree(v->dev.vqs);
@@ -1398,11 +1772,17 @@ static long vhost_iommu_unbind_endpoint(struct vhost_iommu *v,
 		return -ENOENT;
 
 	mutex_lock(&vq->mutex);
+	mutex_lock(&v->prq_mutex);
 	xa_erase(&v->eps, cmd->endpoint);
 	list_del(&ep->node);
 	ep->dom->nr_eps--;
+	/* The guest detached it: its page requests will not be answered */
+	vhost_iommu_prq_abort_all(v, false, cmd->endpoint);
+	mutex_unlock(&v->prq_mutex);
 	mutex_unlock(&vq->mutex);
 	kfree(ep);
+	/* Room for more groups */
+	vhost_poll_queue(&v->fault_poll);
 	return 0;
 }
 
@@ -1433,11 +1813,13 @@ static long vhost_iommu_bind_endpoint(struct vhost_iommu *v,
 	ep->dom = dom;
 
 	mutex_lock(&vq->mutex);
+	mutex_lock(&v->prq_mutex);
 	ret = xa_insert(&v->eps, cmd->endpoint, ep, GFP_KERNEL_ACCOUNT);
 	if (!ret) {
 		list_add_tail(&ep->node, &dom->eps);
 		dom->nr_eps++;
 	}
+	mutex_unlock(&v->prq_mutex);
 	mutex_unlock(&vq->mutex);
 	if (ret)
 		kfree(ep);
@@ -1471,6 +1853,81 @@ static long vhost_iommu_set_endpoint(struct vhost_iommu *v, void __user *argp)
 	return ret;
 }
 
+static long vhost_iommu_bind_fault(struct vhost_iommu *v, int fd)
+{
+	struct iommufd_fault *fault;
+	struct file *file;
+	long ret;
+
+	if (!v->ictx)
+		return -ENOENT;
+	if (v->fault_file)
+		return -EBUSY;
+	file = fget(fd);
+	if (!file)
+		return -EBADF;
+	fault = iommufd_fault_from_file(v->ictx, file);
+	if (IS_ERR(fault)) {
+		ret = PTR_ERR(fault);
+		goto err_put;
+	}
+
+	mutex_lock(&v->prq_mutex);
+	v->fault_file = file;
+	v->fault = fault;
+	mutex_unlock(&v->prq_mutex);
+	ret = vhost_poll_start(&v->fault_poll, file);
+	if (ret) {
+		mutex_lock(&v->prq_mutex);
+		v->fault_file = NULL;
+		v->fault = NULL;
+		mutex_unlock(&v->prq_mutex);
+		goto err_put;
+	}
+	/* Faults queued before the bind */
+	vhost_poll_queue(&v->fault_poll);
+	return 0;
+
+err_put:
+	fput(file);
+	return ret;
+}
+
+static long vhost_iommu_set_fault_queue(struct vhost_iommu *v,
+					void __user *argp)
+{
+	struct vhost_iommu_fault_queue cmd;
+	u32 usize;
+	long ret;
+
+	ret = vhost_iommu_get_arg(&cmd, sizeof(cmd),
+				  offsetofend(struct vhost_iommu_fault_queue,
+					      __reserved),
+				  argp, &usize);
+	if (ret)
+		return ret;
+	if (cmd.flags & ~VHOST_IOMMU_BIND_UNBIND || cmd.__reserved)
+		return -EOPNOTSUPP;
+
+	mutex_lock(&v->dev.mutex);
+	ret = vhost_dev_check_owner(&v->dev);
+	if (ret)
+		goto out_unlock;
+	if (cmd.flags & VHOST_IOMMU_BIND_UNBIND) {
+		if (cmd.fault_fd != VHOST_FILE_UNBIND)
+			ret = -EINVAL;
+		else if (!v->fault_file)
+			ret = -ENOENT;
+		else
+			vhost_iommu_unbind_fault(v);
+		goto out_unlock;
+	}
+	ret = vhost_iommu_bind_fault(v, cmd.fault_fd);
+out_unlock:
+	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
 static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
 			      unsigned long arg)
 {
@@ -1491,6 +1948,8 @@ static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
 		return vhost_iommu_set_domain(v, argp);
 	case VHOST_IOMMU_SET_ENDPOINT:
 		return vhost_iommu_set_endpoint(v, argp);
+	case VHOST_IOMMU_SET_FAULT_QUEUE:
+		return vhost_iommu_set_fault_queue(v, argp);
 	case VHOST_GET_FEATURES:
 		features = VHOST_IOMMU_FEATURES;
 		if (copy_to_user(featurep, &features, sizeof(features)))
