@@ -617,8 +617,8 @@ static void report(struct target *t)
 	double v[64];
 	struct stat3 st;
 
-	printf("\n== %s: requests per second, median of %d repeats [min..max], %d requests per measurement ==\n",
-	       t->name, nr_reps, nr_reqs);
+	printf("\n== %s: requests per second, median of %d repeats [min..max], ", t->name, nr_reps);
+	printf("%d requests per measurement ==\n", nr_reqs);
 	printf("%-6s %-5s %10s %22s %9s %10s %10s %10s\n", "batch", "path", "req/s",
 	       "[min..max]", "spread", "cpu ns/rq", "helper ns", "guest ns");
 	for (unsigned int b = 0; b < NR_BATCHES; b++) {
@@ -639,9 +639,11 @@ static void report(struct target *t)
 			printf("%-6u %-5s %10.0f [%9.0f..%9.0f] %8.1f%% %10.0f %10.0f %10.0f\n",
 			       batches[b], path_name[p], st.med, st.min, st.max,
 			       100 * (st.max - st.min) / st.med, c.med, h.med, g.med);
-			printf("BENCH target=%s path=%s batch=%u reps=%d reqs=%d rps_median=%.0f rps_min=%.0f rps_max=%.0f spread_pct=%.1f cpu_ns_per_req=%.0f helper_ns_per_req=%.0f guest_ns_per_req=%.0f\n",
-			       t->name, path_name[p], batches[b], nr_reps, nr_reqs,
-			       st.med, st.min, st.max, 100 * (st.max - st.min) / st.med,
+			printf("BENCH target=%s path=%s batch=%u reps=%d reqs=%d ",
+			       t->name, path_name[p], batches[b], nr_reps, nr_reqs);
+			printf("rps_median=%.0f rps_min=%.0f rps_max=%.0f spread_pct=%.1f ",
+			       st.med, st.min, st.max, 100 * (st.max - st.min) / st.med);
+			printf("cpu_ns_per_req=%.0f helper_ns_per_req=%.0f guest_ns_per_req=%.0f\n",
 			       c.med, h.med, g.med);
 		}
 	}
@@ -800,7 +802,8 @@ int main(int argc, char **argv)
 		want[1] = true;
 	}
 
-	printf("vhost-iommu INVALIDATE benchmark: fast (vhost-iommu ring), user (userspace VMM, one ioctl per request), floor (bare ioctl, one per batch)\n");
+	printf("vhost-iommu INVALIDATE benchmark: fast (vhost-iommu ring), ");
+	printf("user (userspace VMM, one ioctl per request), floor (bare ioctl, one per batch)\n");
 	f = fopen("/proc/version", "r");
 	if (f) {
 		char line[256];
