@@ -228,7 +228,10 @@ qpid=$!
 # Stream the test output (not the kernel log) while the VM runs.
 SHOW='^(VMTEST|ok |not ok |# (PASSED|FAILED|Totals|  RUN|     OK|  FAIL|  SKIP))'
 [ "${VMTEST_VERBOSE:-0}" = 1 ] && SHOW='.'
-( tail -n +1 -F "$LOG" 2>/dev/null | tr -d '\r' | grep --line-buffered -E "$SHOW" ) &
+# The kernel log dumped at the end is for the verdict, not for the screen.
+( tail -n +1 -F "$LOG" 2>/dev/null | tr -d '\r' |
+  awk -v show="$SHOW" '/VMTEST-DMESG-BEGIN/ { skip = 1 } /VMTEST-DMESG-END/ { skip = 0; next }
+	!skip && $0 ~ show { print; fflush() }' ) &
 tpid=$!
 qrc=0; wait $qpid || qrc=$?
 sleep 1; kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true
