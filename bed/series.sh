@@ -140,23 +140,69 @@ for p in "$OUT"/0*-*.patch; do
 done
 [ $rc = 0 ] && log "series: checkpatch --strict clean on every patch"
 
-# Check 3 (--build): the kernel builds after every patch.
+# Check 3 (--build): the kernel builds after every patch (bisectability).
+# A persistent worktree of the kernel repository walks the series commit by
+# commit (a checkout only touches the files that change, so kbuild rebuilds
+# what each patch changed) with a build directory of its own and the
+# non-debug configuration (allnoconfig + the selftest fragment). A patch
+# that touches nothing the kernel build reads (Documentation/, tools/,
+# MAINTAINERS) is not built. A result is remembered under a key of the
+# series, the configuration and the toolchain.
 if [ $BUILD = 1 ]; then
-	B="$CACHE/kbuild/bisect-$(chroot_key)"
-	mkdir -p "$B"
-	cp "$CACHE"/kbuild/debug-*/.config "$B/.config" 2>/dev/null || die "build the debug kernel first"
-	i=0
-	for c in $(git -C "$WT/am" rev-list --reverse base..HEAD); do
-		i=$((i + 1))
-		git -C "$WT/am" checkout -q "$c"
-		rm -rf "$CACHE/bisect-src"; cp -a "$WT/am" "$CACHE/bisect-src"
-		if in_chroot make -s -C /cache/bisect-src O="/cache/kbuild/$(basename "$B")" ARCH=arm64 \
-			CROSS_COMPILE=aarch64-linux-gnu- -j"$(nproc)" olddefconfig Image > "$B.log" 2>&1; then
-			log "series: builds after patch $i"
-		else
-			tail -20 "$B.log"; rc=1; log "series: BUILD FAILS after patch $i"
+	g update-ref refs/series/head "$(git -C "$WT/am" rev-parse HEAD)"
+	skey=$(key_of "$(g rev-parse refs/series/head^{tree}) $(g log --format=%B base..refs/series/head | sha256sum)" \
+		"$(chroot_key)" "$REPO/tools/testing/selftests/vhost_iommu/config" "$BED_DIR/series.sh")
+	STAMP="$CACHE/series-built/$skey"
+	if [ -f "$STAMP" ]; then
+		log "series: built after every patch (result cached: $STAMP)"
+		cat "$STAMP"
+	else
+		BN="bisect-$(chroot_key)"
+		B="$CACHE/kbuild/$BN"
+		SRC="$CACHE/bisect-src"
+		if ! git -C "$SRC" rev-parse --git-dir > /dev/null 2>&1; then
+			rm -rf "$SRC"; g worktree prune
+			g worktree add -q --detach "$SRC" refs/series/head
 		fi
-	done
+		MK="make -s -C /cache/bisect-src O=/cache/kbuild/$BN ARCH=arm64 \
+CROSS_COMPILE=aarch64-linux-gnu- CC='ccache aarch64-linux-gnu-gcc' \
+KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2026' KBUILD_BUILD_USER=bed \
+KBUILD_BUILD_HOST=vhost-iommu"
+		mkdir -p "$B" "$CACHE/series-built" "$CACHE/ccache"
+		# The configuration is made once, on the whole series, and kept
+		# aside: each step starts from it, so an option whose Kconfig entry
+		# a later patch adds is not lost on the way.
+		git -C "$SRC" checkout -q --detach refs/series/head
+		in_chroot bash -c "set -e; cd /cache/bisect-src; $MK allnoconfig >/dev/null
+			KCONFIG_CONFIG=/cache/kbuild/$BN/.config scripts/kconfig/merge_config.sh -m \
+				-O /cache/kbuild/$BN /cache/kbuild/$BN/.config \
+				/src/tools/testing/selftests/vhost_iommu/config >/dev/null
+			$MK olddefconfig >/dev/null; cp /cache/kbuild/$BN/.config /cache/kbuild/$BN.config"
+		res=$(mktemp)
+		i=0
+		for c in $(g rev-list --reverse base..refs/series/head); do
+			i=$((i + 1))
+			subj=$(g log -1 --format=%s "$c")
+			if ! g diff --name-only "$c^" "$c" | grep -qvE '^(Documentation/|tools/|MAINTAINERS$)'; then
+				echo "patch $i: not built (touches only Documentation/, tools/ or MAINTAINERS): $subj" | tee -a "$res"
+				continue
+			fi
+			git -C "$SRC" checkout -q --detach "$c"
+			t0=$(date +%s)
+			if in_chroot bash -c "cp /cache/kbuild/$BN.config /cache/kbuild/$BN/.config &&
+				$MK olddefconfig >/dev/null && $MK -j$(nproc) W=1 Image" > "$B.log" 2>&1; then
+				echo "patch $i: builds ($(( $(date +%s) - t0 )) s): $subj" | tee -a "$res"
+				# New W=1 warnings in the files the patch touches count too.
+				w=$(grep -E 'warning:' "$B.log" | grep -F -f <(g diff --name-only "$c^" "$c" | grep -E '\.[ch]$' || echo NONE) || true)
+				if [ -n "$w" ]; then echo "$w"; echo "patch $i: W=1 warnings above"; rc=1; fi
+			else
+				grep -E 'error|Error' "$B.log" | head -20; tail -5 "$B.log"
+				echo "patch $i: BUILD FAILS: $subj"; rc=1
+			fi
+		done
+		if [ $rc = 0 ]; then cp "$res" "$STAMP"; log "series: builds after every patch"; fi
+		rm -f "$res"
+	fi
 fi
 g worktree remove --force "$WT/am"; rm -rf "$WT"
 exit $rc
