@@ -27,7 +27,7 @@ export GIT_COMMITTER_DATE="2026-01-01T00:00:00Z" GIT_AUTHOR_DATE="2026-01-01T00:
 [ -f "$FOLD" ] || die "no $FOLD"
 
 # The new files of the repository, as tree.sh lays them over the base.
-mapfile -t NEW < <(cd "$REPO" && git ls-files drivers include tools Documentation | LC_ALL=C sort)
+mapfile -t NEW < <(cd "$REPO" && git ls-files drivers include tools Documentation ':!Documentation/virtio-spec' | LC_ALL=C sort)
 
 # Which rule of patches/fold takes a file: "TARGET: GLOB..." lines, where
 # TARGET is a patch file name of patches/series or "NEW <subject>".

@@ -59,11 +59,12 @@ build_chain() {
 			prev=$( { echo "$info"; echo; cat "$idx.msg"; } | g commit-tree "$tree" -p "$prev")
 		done < "$REPO/patches/series"
 	fi
-	# New files: plain files of the repository laid over the tree.
+	# New files: plain files of the repository laid over the tree
+	# (Documentation/virtio-spec/ is a patch to the virtio spec, not kernel).
 	local dirs="" d
 	for d in $OVERLAY_DIRS; do [ -d "$REPO/$d" ] && dirs="$dirs $d"; done
 	# shellcheck disable=SC2086
-	(cd "$REPO" && [ -n "$dirs" ] && find $dirs -type f ! -name '*.o' ! -name '*~' ! -path '*/build/*' | LC_ALL=C sort) |
+	(cd "$REPO" && [ -n "$dirs" ] && find $dirs -type f ! -name '*.o' ! -name '*~' ! -path '*/build/*' ! -path 'Documentation/virtio-spec/*' | LC_ALL=C sort) |
 	while read -r f; do
 		if g cat-file -e "base:$f" 2>/dev/null; then
 			die "$f exists in the base tree: change it through patches/"
