@@ -1452,14 +1452,13 @@ out_unlock:
 	return ret;
 }
 
-static int vhost_iommu_set_features(struct vhost_iommu *v, u64 features)
+/* Set the acked features or backend features of every queue, as the owner */
+static int vhost_iommu_ack_features(struct vhost_iommu *v, u64 features,
+				    bool backend)
 {
 	struct vhost_virtqueue *vq;
 	int ret;
 	int i;
-
-	if (features & ~VHOST_IOMMU_FEATURES)
-		return -EOPNOTSUPP;
 
 	mutex_lock(&v->dev.mutex);
 	ret = vhost_dev_check_owner(&v->dev);
@@ -1468,7 +1467,10 @@ static int vhost_iommu_set_features(struct vhost_iommu *v, u64 features)
 	for (i = 0; i < VHOST_IOMMU_VQ_MAX; i++) {
 		vq = &v->vqs[i];
 		mutex_lock(&vq->mutex);
-		vq->acked_features = features;
+		if (backend)
+			vq->acked_backend_features = features;
+		else
+			vq->acked_features = features;
 		mutex_unlock(&vq->mutex);
 	}
 out_unlock:
@@ -1476,29 +1478,19 @@ out_unlock:
 	return ret;
 }
 
+static int vhost_iommu_set_features(struct vhost_iommu *v, u64 features)
+{
+	if (features & ~VHOST_IOMMU_FEATURES)
+		return -EOPNOTSUPP;
+	return vhost_iommu_ack_features(v, features, false);
+}
+
 static int vhost_iommu_set_backend_features(struct vhost_iommu *v,
 					    u64 features)
 {
-	struct vhost_virtqueue *vq;
-	int ret;
-	int i;
-
 	if (features & ~VHOST_IOMMU_BACKEND_FEATURES)
 		return -EOPNOTSUPP;
-
-	mutex_lock(&v->dev.mutex);
-	ret = vhost_dev_check_owner(&v->dev);
-	if (ret)
-		goto out_unlock;
-	for (i = 0; i < VHOST_IOMMU_VQ_MAX; i++) {
-		vq = &v->vqs[i];
-		mutex_lock(&vq->mutex);
-		vq->acked_backend_features = features;
-		mutex_unlock(&vq->mutex);
-	}
-out_unlock:
-	mutex_unlock(&v->dev.mutex);
-	return ret;
+	return vhost_iommu_ack_features(v, features, true);
 }
 
 static long vhost_iommu_get_features_array(void __user *argp)
