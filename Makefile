@@ -11,18 +11,19 @@
 #                  userspace VMM, bare ioctl (BENCH_ARGS=-n,2048,-r,9)
 #
 # Other targets: toolchain, tree, kernel, bench-kernel, regen, checkpatch,
-# shell, clean-cache. T=name runs one test: make test T=nested_smmu
+# series, series-build, docs, ci, shell, clean-cache.
+# T=name runs one test: make test T=nested_smmu
 
 CACHE ?= $(or $(VHOST_IOMMU_CACHE),$(HOME)/.cache/vhost-iommu)
 export VHOST_IOMMU_CACHE := $(CACHE)
 ST := tools/testing/selftests/vhost_iommu
 
-.PHONY: all demo test bench toolchain tree kernel bench-kernel regen checkpatch series shell clean-cache help
+.PHONY: all demo test bench toolchain tree kernel bench-kernel regen checkpatch series series-build docs ci shell clean-cache help
 
 all: help
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
 
 toolchain:
 	bash bed/toolchain.sh
@@ -62,3 +63,15 @@ clean-cache:
 # checked: git am on a pristine base, checkpatch --strict on every patch.
 series: toolchain
 	bash bed/series.sh
+
+# The same, and the kernel built after every patch (bisectability).
+series-build: toolchain
+	bash bed/series.sh --build
+
+# make htmldocs of the userspace-api book; no warning about our files.
+docs: toolchain
+	bash bed/docs.sh
+
+# What CI runs: the suite, then the series and documentation checks.
+ci: toolchain
+	bash .ci/run
