@@ -1377,6 +1377,7 @@ static void vhost_iommu_unbind_fault(struct vhost_iommu *v)
 	vhost_dev_flush(&v->dev);
 	mutex_lock(&v->prq_mutex);
 	vhost_iommu_prq_abort_all(v, true, 0);
+	iommufd_fault_unclaim(v->fault);
 	file = v->fault_file;
 	v->fault_file = NULL;
 	v->fault = NULL;
@@ -1863,6 +1864,10 @@ static long vhost_iommu_bind_fault(struct vhost_iommu *v, int fd)
 		ret = PTR_ERR(fault);
 		goto err_put;
 	}
+	/* The VMM no longer reads or answers this queue: the device does */
+	ret = iommufd_fault_claim(fault);
+	if (ret)
+		goto err_put;
 
 	mutex_lock(&v->prq_mutex);
 	v->fault_file = file;
@@ -1874,12 +1879,14 @@ static long vhost_iommu_bind_fault(struct vhost_iommu *v, int fd)
 		v->fault_file = NULL;
 		v->fault = NULL;
 		mutex_unlock(&v->prq_mutex);
-		goto err_put;
+		goto err_unclaim;
 	}
 	/* Faults queued before the bind */
 	vhost_poll_queue(&v->fault_poll);
 	return 0;
 
+err_unclaim:
+	iommufd_fault_unclaim(fault);
 err_put:
 	fput(file);
 	return ret;

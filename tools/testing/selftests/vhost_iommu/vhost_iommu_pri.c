@@ -735,4 +735,55 @@ TEST_F(vhost_iommu_pri, fault_queue_ioctl)
 	EXPECT_EQ(0, ioctl(self->d.fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd));
 }
 
+/*
+ * While a device serves the fault queue, the VMM can neither take nor answer
+ * its groups, and no second device can serve it; a queue with a group the
+ * VMM holds cannot be claimed until the VMM answers it.
+ */
+TEST_F(vhost_iommu_pri, fault_file_owned)
+{
+	struct vhost_iommu_iommufd ifd = {
+		.size = sizeof(ifd),
+		.iommufd = self->iommufd,
+	};
+	struct iommu_hwpt_page_response r = {};
+	struct iommu_hwpt_pgfault pf;
+	uint32_t grpid = 0;
+	struct vi_dev d2;
+
+	EXPECT_EQ(-1, read(self->fault_fd, &pf, sizeof(pf)));
+	EXPECT_EQ(EBUSY, errno);
+	EXPECT_EQ(-1, write(self->fault_fd, &r, sizeof(r)));
+	EXPECT_EQ(EBUSY, errno);
+
+	ASSERT_EQ(0, vi_open(&d2));
+	ASSERT_EQ(0, vi_setup(&d2, FEATURES, RING_NUM));
+	ASSERT_EQ(0, ioctl(d2.fd, VHOST_IOMMU_SET_IOMMUFD, &ifd));
+	EXPECT_EQ(-EBUSY, set_fault_queue(d2.fd, 0, self->fault_fd));
+
+	/* Unbound: the VMM reads the queue again */
+	ASSERT_EQ(0, set_fault_queue(self->d.fd, VHOST_IOMMU_BIND_UNBIND, -1));
+	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, GRPID,
+			     ADDR));
+	ASSERT_EQ(sizeof(pf), read(self->fault_fd, &pf, sizeof(pf)));
+	EXPECT_EQ(GRPID, pf.grpid);
+	EXPECT_EQ(ADDR, pf.addr);
+
+	/* The VMM holds a group: nobody may take the queue over */
+	EXPECT_EQ(-EBUSY, set_fault_queue(d2.fd, 0, self->fault_fd));
+	EXPECT_EQ(-EBUSY, set_fault_queue(self->d.fd, 0, self->fault_fd));
+	r.cookie = pf.cookie;
+	r.code = IOMMUFD_PAGE_RESP_SUCCESS;
+	ASSERT_EQ(sizeof(r), write(self->fault_fd, &r, sizeof(r)));
+	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, &grpid, NULL));
+	EXPECT_EQ(GRPID, grpid);
+
+	/* Answered: the second device may serve it, until it is closed */
+	EXPECT_EQ(0, set_fault_queue(d2.fd, 0, self->fault_fd));
+	EXPECT_EQ(-1, read(self->fault_fd, &pf, sizeof(pf)));
+	EXPECT_EQ(EBUSY, errno);
+	vi_close(&d2);
+	EXPECT_EQ(0, set_fault_queue(self->d.fd, 0, self->fault_fd));
+}
+
 TEST_HARNESS_MAIN
