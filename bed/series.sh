@@ -143,15 +143,17 @@ done
 # Check 3 (--build): the kernel builds after every patch (bisectability).
 # A persistent worktree of the kernel repository walks the series commit by
 # commit (a checkout only touches the files that change, so kbuild rebuilds
-# what each patch changed) with a build directory of its own and the
-# non-debug configuration (allnoconfig + the selftest fragment). A patch
+# what each patch changed) with a build directory of its own and a small
+# configuration, allnoconfig + config.bisect, that builds every file the
+# series touches (iommufd and its selftest, arm-smmu-v3 and its KUnit
+# suite, virtio-iommu, vhost-iommu) and not much else. A patch
 # that touches nothing the kernel build reads (Documentation/, tools/,
 # MAINTAINERS) is not built. A result is remembered under a key of the
 # series, the configuration and the toolchain.
 if [ $BUILD = 1 ]; then
 	g update-ref refs/series/head "$(git -C "$WT/am" rev-parse HEAD)"
 	skey=$(key_of "$(g rev-parse refs/series/head^{tree}) $(g log --format=%B base..refs/series/head | sha256sum)" \
-		"$(chroot_key)" "$REPO/tools/testing/selftests/vhost_iommu/config" "$BED_DIR/series.sh")
+		"$(chroot_key)" "$REPO/tools/testing/selftests/vhost_iommu/config.bisect" "$BED_DIR/series.sh")
 	STAMP="$CACHE/series-built/$skey"
 	if [ -f "$STAMP" ]; then
 		log "series: built after every patch (result cached: $STAMP)"
@@ -176,8 +178,11 @@ KBUILD_BUILD_HOST=vhost-iommu"
 		in_chroot bash -c "set -e; cd /cache/bisect-src; $MK allnoconfig >/dev/null
 			KCONFIG_CONFIG=/cache/kbuild/$BN/.config scripts/kconfig/merge_config.sh -m \
 				-O /cache/kbuild/$BN /cache/kbuild/$BN/.config \
-				/src/tools/testing/selftests/vhost_iommu/config >/dev/null
+				/src/tools/testing/selftests/vhost_iommu/config.bisect >/dev/null
 			$MK olddefconfig >/dev/null; cp /cache/kbuild/$BN/.config /cache/kbuild/$BN.config"
+		while IFS= read -r line; do
+			grep -qxF "$line" "$B.config" || die "config.bisect: $line did not survive olddefconfig"
+		done < "$REPO/tools/testing/selftests/vhost_iommu/config.bisect"
 		res=$(mktemp)
 		i=0
 		for c in $(g rev-list --reverse base..refs/series/head); do
