@@ -195,11 +195,11 @@ KBUILD_BUILD_HOST=vhost-iommu"
 			git -C "$SRC" checkout -q --detach "$c"
 			t0=$(date +%s)
 			if in_chroot bash -c "cp /cache/kbuild/$BN.config /cache/kbuild/$BN/.config &&
-				$MK olddefconfig >/dev/null && $MK -j$(nproc) W=1 Image" > "$B.log" 2>&1; then
+				$MK olddefconfig >/dev/null && $MK -j$(nproc) Image" > "$B.log" 2>&1; then
 				echo "patch $i: builds ($(( $(date +%s) - t0 )) s): $subj" | tee -a "$res"
-				# New W=1 warnings in the files the patch touches count too.
+				# Compiler warnings in the files the patch touches count too.
 				w=$(grep -E 'warning:' "$B.log" | grep -F -f <(g diff --name-only "$c^" "$c" | grep -E '\.[ch]$' || echo NONE) || true)
-				if [ -n "$w" ]; then echo "$w"; echo "patch $i: W=1 warnings above"; rc=1; fi
+				if [ -n "$w" ]; then echo "$w"; echo "patch $i: warnings above"; rc=1; fi
 			else
 				grep -E 'error|Error' "$B.log" | head -20; tail -5 "$B.log"
 				echo "patch $i: BUILD FAILS: $subj"; rc=1
