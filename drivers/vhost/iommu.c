@@ -924,9 +924,9 @@ static int vhost_iommu_handle_req(struct vhost_iommu *v,
 {
 	const struct iovec *in_iov = &vq->iov[out];
 	u8 buf[VHOST_IOMMU_REQ_MAX] __aligned(8);
-	int ret;
-	size_t in_len, req_len;
+	size_t in_len, req_len, copy_len;
 	struct iov_iter from;
+	int ret;
 
 	*out_len = iov_length(vq->iov, out);
 	in_len = iov_length(in_iov, in);
@@ -942,10 +942,14 @@ static int vhost_iommu_handle_req(struct vhost_iommu *v,
 		return 0;
 	}
 
-	iov_iter_init(&from, ITER_SOURCE, vq->iov, out, *out_len);
-	if (!copy_from_iter_full(buf, sizeof(struct virtio_iommu_req_head),
-				 &from)) {
-		vq_err(vq, "vhost-iommu: faulted on the request head\n");
+	/*
+	 * One copy for the head and the body: the largest request fits in
+	 * buf, and the guest allows reading its whole device-readable part.
+	 */
+	copy_len = min(*out_len, sizeof(buf));
+	iov_iter_init(&from, ITER_SOURCE, vq->iov, out, copy_len);
+	if (!copy_from_iter_full(buf, copy_len, &from)) {
+		vq_err(vq, "vhost-iommu: faulted on the request\n");
 		return 0;
 	}
 
@@ -955,13 +959,6 @@ static int vhost_iommu_handle_req(struct vhost_iommu *v,
 	if (*out_len < req_len)
 		return vhost_iommu_write_resp(in_iov, in, NULL, 0,
 					      VIRTIO_IOMMU_S_INVAL);
-
-	if (!copy_from_iter_full(buf + sizeof(struct virtio_iommu_req_head),
-				 req_len - sizeof(struct virtio_iommu_req_head),
-				 &from)) {
-		vq_err(vq, "vhost-iommu: faulted on the request body\n");
-		return 0;
-	}
 
 	if (buf[0] == VIRTIO_IOMMU_T_PAGE_RESP) {
 		/* What the guest queued before it comes first */
