@@ -903,10 +903,13 @@ static u8 vhost_iommu_page_resp(struct vhost_iommu *v, const u8 *buf)
 		if (!iommufd_fault_respond(v->fault, prq->cookie, code))
 			status = VIRTIO_IOMMU_S_OK;
 		list_del(&prq->node);
-		v->nr_prqs--;
+		/*
+		 * At the bound the fault queue was left unread: room for more
+		 * groups. Below it, everything queued was taken already.
+		 */
+		if (v->nr_prqs-- == VHOST_IOMMU_MAX_PRQ)
+			vhost_poll_queue(&v->fault_poll);
 		kfree(prq);
-		/* Room for more groups */
-		vhost_poll_queue(&v->fault_poll);
 		break;
 	}
 	mutex_unlock(&v->prq_mutex);
