@@ -85,6 +85,7 @@ enum { PATH_FAST, PATH_USER, PATH_FLOOR, PATH_RING, PATH_PRQ_K, PATH_PRQ_U, NR_P
 static const char * const path_name[NR_PATHS] = {
 	"fast", "user", "floor", "ring", "prq-k", "prq-u"
 };
+
 static const unsigned int batches[] = { 1, 8, 64 };
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define NR_BATCHES	ARRAY_SIZE(batches)
