@@ -31,6 +31,8 @@
  *         each); the VMM request thread reads the PAGE_RESPs and writes the
  *         responses to the fault fd
  *
+ * For prq-u, "helper" CPU time is that of both VMM threads.
+ *
  * The guest side (post, kick, wait for the used entries) is the same code
  * for both rings. Paths are interleaved within each repeat (the order is
  * reversed every other repeat), and each ratio is taken within a repeat.
@@ -1230,6 +1232,8 @@ int main(int argc, char **argv)
 
 	printf("vhost-iommu INVALIDATE benchmark: fast (vhost-iommu ring), ");
 	printf("user (userspace VMM, one ioctl per request), floor (bare ioctl, one per batch)\n");
+	printf("and page request round trips (mock): prq-k (vhost-iommu), ");
+	printf("prq-u (a VMM on the fault fd)\n");
 	f = fopen("/proc/version", "r");
 	if (f) {
 		char line[256];
