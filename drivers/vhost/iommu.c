@@ -66,6 +66,12 @@
  */
 #define VHOST_IOMMU_BATCH_MAX 64
 
+/*
+ * Max number of used entries collected before they are published to the
+ * guest with one vhost_add_used_n() (one used index update)
+ */
+#define VHOST_IOMMU_USED_MAX 64
+
 /* A tail is 4 bytes: at most 4 non-empty iovecs to write it */
 #define VHOST_IOMMU_TAIL_IOV 4
 
@@ -250,6 +256,8 @@ struct vhost_iommu_prq {
  * @doms: Bound domains (struct vhost_iommu_dom) by virtio domain ID
  * @eps: Bound endpoints (struct vhost_iommu_ep) by virtio endpoint ID
  * @batch: INVALIDATEs collected by the worker for one driver call
+ * @nr_used: Used entries of the request queue collected in its heads array
+ *           and not published yet
  * @prq_mutex: Protects @fault, @prqs, @nr_prqs and @pgfaults, and the
  *             endpoints against the page request path
  * @fault_file: The fault queue file bound with VHOST_IOMMU_SET_FAULT_QUEUE
@@ -262,7 +270,7 @@ struct vhost_iommu_prq {
  *
  * @ictx, @doms and @eps change under @dev.mutex and the request queue's
  * mutex; the worker reads them under the latter. @batch belongs to the
- * worker (request queue's mutex).
+ * worker; @batch and @nr_used are under the request queue's mutex.
  *
  * A request in a list holds its descriptor head. Only the worker adds to
  * @queued. Entries leave the lists under @dev.mutex (read, write, reset,
@@ -283,6 +291,7 @@ struct vhost_iommu {
 	struct xarray doms;
 	struct xarray eps;
 	struct vhost_iommu_batch batch;
+	unsigned int nr_used;
 	struct mutex prq_mutex;	/* Protects the page request state */
 	struct file *fault_file;
 	struct iommufd_fault *fault;
@@ -371,6 +380,34 @@ static int vhost_iommu_write_resp(const struct iovec *iov, unsigned int nr,
 	if (copy_to_iter(&tail, sizeof(tail), &to) != sizeof(tail))
 		return -EFAULT;
 	return len;
+}
+
+/*
+ * Publish the used entries collected in the heads array of @vq: one copy of
+ * the entries and one used index update for all of them. Called with the
+ * queue's mutex held; the caller signals the guest.
+ */
+static void vhost_iommu_used_flush(struct vhost_virtqueue *vq,
+				   unsigned int *nr)
+{
+	if (!*nr)
+		return;
+	if (vhost_add_used_n(vq, vq->heads, NULL, *nr))
+		vq_err(vq, "vhost-iommu: cannot update the used ring\n");
+	*nr = 0;
+}
+
+/*
+ * Return a buffer to the guest: collect its used entry, published by
+ * vhost_iommu_used_flush() before the queue's mutex is dropped.
+ */
+static void vhost_iommu_used_add(struct vhost_virtqueue *vq, unsigned int *nr,
+				 unsigned int head, int len)
+{
+	vq->heads[*nr].id = cpu_to_vhost32(vq, head);
+	vq->heads[*nr].len = cpu_to_vhost32(vq, len);
+	if (++*nr == VHOST_IOMMU_USED_MAX)
+		vhost_iommu_used_flush(vq, nr);
 }
 
 static void vhost_iommu_free_req(struct vhost_iommu_req *req)
@@ -467,7 +504,8 @@ static bool vhost_iommu_inval_valid(const struct virtio_iommu_req_invalidate *in
 				   (nr_pages << inv->page_size) - 1, &last);
 }
 
-static void vhost_iommu_batch_done(struct vhost_virtqueue *vq,
+static void vhost_iommu_batch_done(struct vhost_iommu *v,
+				   struct vhost_virtqueue *vq,
 				   const struct vhost_iommu_batch_req *br,
 				   u8 status)
 {
@@ -478,8 +516,7 @@ static void vhost_iommu_batch_done(struct vhost_virtqueue *vq,
 		vq_err(vq, "vhost-iommu: faulted on the response\n");
 		len = 0;
 	}
-	if (vhost_add_used(vq, br->head, len))
-		vq_err(vq, "vhost-iommu: cannot update the used ring\n");
+	vhost_iommu_used_add(vq, &v->nr_used, br->head, len);
 }
 
 /*
@@ -515,10 +552,10 @@ static bool vhost_iommu_flush_batch(struct vhost_iommu *v,
 		/* Every request whose entries were all handled succeeded */
 		while (r < b->nr_reqs &&
 		       b->reqs[r].first + b->reqs[r].nr <= first + num)
-			vhost_iommu_batch_done(vq, &b->reqs[r++],
+			vhost_iommu_batch_done(v, vq, &b->reqs[r++],
 					       VIRTIO_IOMMU_S_OK);
 		if (ret && r < b->nr_reqs)
-			vhost_iommu_batch_done(vq, &b->reqs[r++],
+			vhost_iommu_batch_done(v, vq, &b->reqs[r++],
 					       vhost_iommu_errno_to_status(ret));
 	}
 
@@ -745,8 +782,8 @@ static bool vhost_iommu_prq_push(struct vhost_iommu *v,
 				 struct vhost_virtqueue *vq)
 {
 	const size_t rec_len = sizeof(struct virtio_iommu_page_request);
+	unsigned int out, in, nr_used = 0;
 	struct vhost_iommu_prq *prq;
-	unsigned int out, in;
 	bool added = false;
 	struct iov_iter to;
 	int head, pkts = 0;
@@ -754,39 +791,39 @@ static bool vhost_iommu_prq_push(struct vhost_iommu *v,
 	list_for_each_entry(prq, &v->prqs, node) {
 		while (prq->sent < prq->nr) {
 			if (vhost_exceeds_weight(vq, pkts, 0))
-				return added;
+				goto out;
 			head = vhost_get_vq_desc(vq, vq->iov,
 						 ARRAY_SIZE(vq->iov), &out,
 						 &in, NULL, NULL);
 			if (unlikely(head < 0))
-				return added;
+				goto out;
 			if (head == vq->num) {
 				if (unlikely(vhost_enable_notify(&v->dev, vq))) {
 					vhost_disable_notify(&v->dev, vq);
 					continue;
 				}
-				return added;
+				goto out;
 			}
 			pkts++;
 			added = true;
 			if (out || iov_length(vq->iov, in) < rec_len) {
 				vq_err(vq, "vhost-iommu: bad event buffer\n");
-				if (vhost_add_used(vq, head, 0))
-					return added;
+				vhost_iommu_used_add(vq, &nr_used, head, 0);
 				continue;
 			}
 			iov_iter_init(&to, ITER_DEST, vq->iov, in, rec_len);
 			if (copy_to_iter(&prq->recs[prq->sent], rec_len,
 					 &to) != rec_len) {
 				vq_err(vq, "vhost-iommu: faulted on an event\n");
-				vhost_add_used(vq, head, 0);
-				return added;
+				vhost_iommu_used_add(vq, &nr_used, head, 0);
+				goto out;
 			}
-			if (vhost_add_used(vq, head, rec_len))
-				return added;
+			vhost_iommu_used_add(vq, &nr_used, head, rec_len);
 			prq->sent++;
 		}
 	}
+out:
+	vhost_iommu_used_flush(vq, &nr_used);
 	return added;
 }
 
@@ -866,10 +903,13 @@ static u8 vhost_iommu_page_resp(struct vhost_iommu *v, const u8 *buf)
 		if (!iommufd_fault_respond(v->fault, prq->cookie, code))
 			status = VIRTIO_IOMMU_S_OK;
 		list_del(&prq->node);
-		v->nr_prqs--;
+		/*
+		 * At the bound the fault queue was left unread: room for more
+		 * groups. Below it, everything queued was taken already.
+		 */
+		if (v->nr_prqs-- == VHOST_IOMMU_MAX_PRQ)
+			vhost_poll_queue(&v->fault_poll);
 		kfree(prq);
-		/* Room for more groups */
-		vhost_poll_queue(&v->fault_poll);
 		break;
 	}
 	mutex_unlock(&v->prq_mutex);
@@ -887,9 +927,9 @@ static int vhost_iommu_handle_req(struct vhost_iommu *v,
 {
 	const struct iovec *in_iov = &vq->iov[out];
 	u8 buf[VHOST_IOMMU_REQ_MAX] __aligned(8);
-	int ret;
-	size_t in_len, req_len;
+	size_t in_len, req_len, copy_len;
 	struct iov_iter from;
+	int ret;
 
 	*out_len = iov_length(vq->iov, out);
 	in_len = iov_length(in_iov, in);
@@ -905,10 +945,14 @@ static int vhost_iommu_handle_req(struct vhost_iommu *v,
 		return 0;
 	}
 
-	iov_iter_init(&from, ITER_SOURCE, vq->iov, out, *out_len);
-	if (!copy_from_iter_full(buf, sizeof(struct virtio_iommu_req_head),
-				 &from)) {
-		vq_err(vq, "vhost-iommu: faulted on the request head\n");
+	/*
+	 * One copy for the head and the body: the largest request fits in
+	 * buf, and the guest allows reading its whole device-readable part.
+	 */
+	copy_len = min(*out_len, sizeof(buf));
+	iov_iter_init(&from, ITER_SOURCE, vq->iov, out, copy_len);
+	if (!copy_from_iter_full(buf, copy_len, &from)) {
+		vq_err(vq, "vhost-iommu: faulted on the request\n");
 		return 0;
 	}
 
@@ -918,13 +962,6 @@ static int vhost_iommu_handle_req(struct vhost_iommu *v,
 	if (*out_len < req_len)
 		return vhost_iommu_write_resp(in_iov, in, NULL, 0,
 					      VIRTIO_IOMMU_S_INVAL);
-
-	if (!copy_from_iter_full(buf + sizeof(struct virtio_iommu_req_head),
-				 req_len - sizeof(struct virtio_iommu_req_head),
-				 &from)) {
-		vq_err(vq, "vhost-iommu: faulted on the request body\n");
-		return 0;
-	}
 
 	if (buf[0] == VIRTIO_IOMMU_T_PAGE_RESP) {
 		/* What the guest queued before it comes first */
@@ -995,14 +1032,12 @@ static void vhost_iommu_handle_req_vq(struct vhost_iommu *v)
 			vq_err(vq, "vhost-iommu: faulted on the response\n");
 			len = 0;
 		}
-		if (vhost_add_used(vq, head, len)) {
-			vq_err(vq, "vhost-iommu: cannot update the used ring\n");
-			break;
-		}
+		vhost_iommu_used_add(vq, &v->nr_used, head, len);
 		added = true;
 	} while (likely(!vhost_exceeds_weight(vq, ++pkts, total_len)));
 
 	added |= vhost_iommu_flush_batch(v, vq);
+	vhost_iommu_used_flush(vq, &v->nr_used);
 	if (added)
 		vhost_signal(&v->dev, vq);
 out_unlock:
@@ -1034,8 +1069,7 @@ static void vhost_iommu_retire(struct vhost_iommu *v,
 		vq_err(vq, "vhost-iommu: faulted on the response\n");
 		len = 0;
 	}
-	if (vhost_add_used(vq, req->head, len))
-		vq_err(vq, "vhost-iommu: cannot update the used ring\n");
+	vhost_iommu_used_add(vq, &v->nr_used, req->head, len);
 
 	spin_lock(&v->lock);
 	v->nr_pending--;
@@ -1072,6 +1106,7 @@ static void vhost_iommu_retire_answered(struct vhost_iommu *v)
 		list_del(&req->node);
 		vhost_iommu_retire(v, vq, req);
 	}
+	vhost_iommu_used_flush(vq, &v->nr_used);
 	vhost_signal(&v->dev, vq);
 	mutex_unlock(&vq->mutex);
 

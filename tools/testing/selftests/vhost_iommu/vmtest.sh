@@ -53,6 +53,8 @@ EOT
 		[ "$p" = nested_smmu ] && continue
 		printf '%-18s %-4s seq /tests/%s\n' "$p" 600 "$p"
 	done
+	# The benchmark as a smoke test: every path, a few requests, no timing
+	printf '%-18s %-4s seq /tests/%s\n' bench_smoke 300 "vhost_iommu_bench -n 64 -r 1"
 }
 
 FLAVOR=debug
