@@ -95,6 +95,9 @@ struct freq {
 	uint8_t *out;		/* readable bytes, contiguous */
 	uint8_t *in;		/* writable bytes, contiguous */
 	struct vring_desc *ind;	/* indirect table of the slot */
+	int fatal;		/* its fatal_kind, or -1 */
+	uint16_t nr_desc;	/* descriptors in the ring or its table */
+	bool indirect;
 	uint32_t entries;	/* mock entries it makes if served in the kernel */
 	bool bound_dom;		/* INVALIDATE of a bound domain */
 };
@@ -734,6 +737,9 @@ static uint16_t layout(struct freq *r, uint16_t *next, int fatal)
 		p[k].len = 1 + rnd(64);
 	}
 
+	r->fatal = fatal;
+	r->nr_desc = n;
+	r->indirect = indirect;
 	if (indirect) {
 		F.indirect++;
 		tab = r->ind;
@@ -798,7 +804,9 @@ static void check_used(struct freq *r, uint32_t len)
 	if (r->done)
 		die("head %u returned twice", r->head);
 	if (r->outcome == O_FATAL)
-		die("fatal chain head %u returned (len %u)", r->head, len);
+		die("fatal chain (kind %d, %u descriptors%s, type %u out %u in %u) head %u returned (len %u)",
+		    r->fatal, r->nr_desc, r->indirect ? " indirect" : "",
+		    r->out[0], r->out_len, r->in_len, r->head, len);
 	r->done = true;
 	if (r->outcome == O_USED0) {
 		if (len)
