@@ -699,7 +699,8 @@ static uint16_t layout(struct freq *r, uint16_t *next, int fatal)
 	struct vring_desc *desc = F.a.vqs[0].desc;
 	struct piece p[2 * MAX_PIECES + 3];
 	unsigned int n, nr_out;
-	bool indirect = chance(15) || fatal == FK_IND_LEN ||
+	bool indirect = (chance(15) && fatal != FK_LOOP && fatal != FK_NEXT) ||
+			fatal == FK_IND_LEN ||
 			fatal == FK_IND_NESTED || fatal == FK_IND_LOOP ||
 			fatal == FK_IND_ADDR || fatal == FK_IND_ZERO;
 	struct vring_desc *tab;
@@ -768,6 +769,8 @@ static uint16_t layout(struct freq *r, uint16_t *next, int fatal)
 		desc[head].flags = VRING_DESC_F_INDIRECT;
 		desc[head].next = 0;
 		*next = head + 1;
+		if (fatal == FK_HEAD)
+			return RING + rnd(0x10000 - RING);
 		return head;
 	}
 

@@ -304,31 +304,34 @@ int vi_fault_setup(void)
 	return 0;
 }
 
-static void fail_nth_path(char *path, size_t len, int tid)
-{
-	if (tid)
-		snprintf(path, len, "/proc/self/task/%d/fail-nth", tid);
-	else
-		snprintf(path, len, "/proc/thread-self/fail-nth");
-}
-
-int vi_fail_nth(int tid, unsigned int nth)
-{
-	char path[64], val[16];
-
-	fail_nth_path(path, sizeof(path), tid);
-	snprintf(val, sizeof(val), "%u", nth);
-	return vi_write_file(path, val);
-}
-
-bool vi_fail_nth_fired(int tid)
+int vi_fail_nth_open(int tid)
 {
 	char path[64];
-	long left;
+	int fd;
 
-	fail_nth_path(path, sizeof(path), tid);
-	left = vi_read_long(path);
-	if (left)
-		vi_write_file(path, "0");
-	return left == 0;
+	if (tid)
+		snprintf(path, sizeof(path), "/proc/self/task/%d/fail-nth", tid);
+	else
+		snprintf(path, sizeof(path), "/proc/thread-self/fail-nth");
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int vi_fail_nth_set(int fd, unsigned int nth)
+{
+	char val[16];
+	int len;
+
+	len = snprintf(val, sizeof(val), "%u", nth);
+	return pwrite(fd, val, len, 0) == len ? 0 : -errno;
+}
+
+bool vi_fail_nth_fired(int fd)
+{
+	char buf[16] = "";
+	ssize_t ret;
+
+	ret = pread(fd, buf, sizeof(buf) - 1, 0);
+	vi_fail_nth_set(fd, 0);
+	return ret > 0 && strtol(buf, NULL, 10) == 0;
 }

@@ -54,9 +54,14 @@ int vi_write_file(const char *path, const char *val);
 long vi_read_long(const char *path);
 /* Make every allocation injectable, quietly; -errno without debugfs */
 int vi_fault_setup(void);
-/* Arm fail-nth of thread @tid (0: this one) at @nth, 0 disarms */
-int vi_fail_nth(int tid, unsigned int nth);
-/* Whether the armed fault fired (fail-nth reads 0), then disarm */
-bool vi_fail_nth_fired(int tid);
+/*
+ * The fail-nth file of thread @tid (0: the calling one), kept open so that
+ * arming and reading it allocates nothing; -errno on failure.
+ */
+int vi_fail_nth_open(int tid);
+/* Arm at @nth (0 disarms) */
+int vi_fail_nth_set(int fd, unsigned int nth);
+/* Whether the armed fault fired (fail-nth reads 0); disarms in any case */
+bool vi_fail_nth_fired(int fd);
 
 #endif
