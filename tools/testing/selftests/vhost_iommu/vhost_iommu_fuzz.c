@@ -120,6 +120,9 @@ static struct {
 	uint64_t page_requests, kicks, indirect, split;
 	uint64_t kernel_entries_expected, vmm_entries, mock_entries;
 	uint64_t log_checks;
+	uint64_t fatal_kinds[16];
+	const char *phase;		/* what the main thread does, for hangs */
+	bool mixed;			/* this round has slow-path requests */
 	uint32_t next_grp;
 	struct freq reqs[MAX_BATCH];
 	uint8_t *slots;
@@ -271,6 +274,26 @@ static uint32_t inval_entries(const struct virtio_iommu_req_invalidate *inv)
 	if (inv->domain == DOM_EP)
 		return 1;
 	return inv->caches & VIRTIO_IOMMU_INVAL_C_TLB ? 1 : 0;
+}
+
+/* Every 10 s: where the run is, so that a hang shows where it hangs */
+static void *watchdog_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		sleep(10);
+		printf("# %llu requests, %llu rounds, %llu VMM answers, %s\n",
+		       (unsigned long long)F.requests,
+		       (unsigned long long)F.rounds,
+		       (unsigned long long)F.forwarded_answers,
+		       __atomic_load_n(&F.phase, __ATOMIC_RELAXED));
+	}
+	return NULL;
+}
+
+static void phase(const char *what)
+{
+	__atomic_store_n(&F.phase, what, __ATOMIC_RELAXED);
 }
 
 /* ---------------------------------------------------------------- VMM */
@@ -467,6 +490,7 @@ static void resetup_a(void)
 /* A device reset between rounds: RESET_OWNER, or close and open again */
 static void reset_a(bool reopen)
 {
+	phase("reset");
 	pthread_mutex_lock(&F.fd_lock);
 	if (reopen) {
 		close(F.a.fd);
@@ -498,7 +522,8 @@ static void fill_inval(uint8_t *out)
 	inv->flags = rnd(16);
 	if (inv->scope == VIRTIO_IOMMU_INVAL_S_PASID)
 		inv->flags |= VIRTIO_IOMMU_INVAL_F_PASID;
-	inv->domain = doms[rnd(sizeof(doms) / sizeof(doms[0]))];
+	/* Unbound domains go to the VMM: only in mixed rounds */
+	inv->domain = doms[rnd(F.mixed ? sizeof(doms) / sizeof(doms[0]) : 4)];
 	inv->pasid = chance(80) ? 0 : rnd64();
 	inv->id = rnd(0x10000);
 	inv->page_size = chance(90) ? 12 + 2 * rnd(3) : rnd(80);
@@ -563,7 +588,7 @@ static void gen_req(struct freq *r, uint32_t page_resp)
 		pr->endpoint = EP_ID;
 		pr->group = page_resp;
 		pr->code = VIRTIO_IOMMU_PAGE_RESP_SUCCESS;
-	} else if (pick < 70) {
+	} else if (pick < 70 || (!F.mixed && pick < 88)) {
 		type = VIRTIO_IOMMU_T_INVALIDATE;
 		fill_inval(r->out);
 	} else if (pick < 88) {
@@ -592,6 +617,19 @@ static void gen_req(struct freq *r, uint32_t page_resp)
 		mutate(r->out, rl);
 	type = r->out[0];
 	rl = req_len(type);
+	/* A mutated type that the VMM would get: keep fast rounds fast */
+	if (!F.mixed && type != VIRTIO_IOMMU_T_INVALIDATE &&
+	    type != VIRTIO_IOMMU_T_PAGE_RESP && rl) {
+		r->out[0] = 0;
+		type = 0;
+		rl = 0;
+	}
+	if (!F.mixed && type == VIRTIO_IOMMU_T_INVALIDATE) {
+		struct virtio_iommu_req_invalidate *inv = (void *)r->out;
+
+		if (inv->domain != DOM_EP && inv->domain != DOM_EMPTY)
+			inv->domain = DOM_EP;
+	}
 
 	/* Lengths of the readable and writable parts */
 	r->out_len = full;
@@ -999,6 +1037,9 @@ static void round_once(void)
 	uint16_t next = 0;
 	int responses = 0;
 
+	/* A quarter of the rounds have requests for the VMM */
+	F.mixed = chance(25);
+	phase("page requests");
 	if (chance(4)) {
 		nr_grps = page_requests(grps, 1 + rnd(8));
 		responses = vi_mock_responses(&F.ma);
@@ -1028,6 +1069,7 @@ static void round_once(void)
 		die("internal: fewer requests than page responses");
 	F.requests += nr;
 
+	phase("publish");
 	/* Publish and kick: at once, in chunks, or with spurious kicks */
 	pieces = chunks ? 2 + rnd(3) : 1;
 	for (i = 0; i < nr; i++) {
@@ -1041,6 +1083,7 @@ static void round_once(void)
 	}
 	kick();
 
+	phase("disturbances");
 	/* Disturbances while the worker runs */
 	if (chance(3)) {
 		pthread_mutex_lock(&F.fd_lock);
@@ -1078,7 +1121,9 @@ static void round_once(void)
 		rebind = true;
 	}
 
+	phase("collect");
 	collect(nr, want);
+	phase("after collect");
 	if (fatal >= 0) {
 		if (fatal == FK_AVAIL_JUMP) {
 			/* The index moves further than the ring holds */
@@ -1097,6 +1142,7 @@ static void round_once(void)
 			die("used entries after the fatal chain (kind %d)",
 			    fatal);
 		F.fatal++;
+		F.fatal_kinds[fatal]++;
 		check_log(!rebind);
 		reset_a(chance(30));
 	} else if (nr_grps) {
@@ -1295,6 +1341,13 @@ int main(int argc, char **argv)
 	}
 	/* The lib's kicker thread is not used: kicks come from here */
 	pthread_mutex_init(&F.fd_lock, NULL);
+	phase("start");
+	{
+		pthread_t wd;
+
+		if (pthread_create(&wd, NULL, watchdog_thread, NULL))
+			die("watchdog thread");
+	}
 	if (pthread_create(&F.vmm, NULL, vmm_thread, NULL))
 		die("VMM thread");
 
@@ -1329,6 +1382,14 @@ int main(int argc, char **argv)
 	       (unsigned long long)F.resets, (unsigned long long)F.reopens,
 	       (unsigned long long)F.stops, (unsigned long long)F.mem_tables,
 	       (unsigned long long)F.unbinds, (unsigned long long)F.log_checks);
+	printf("# fatal kinds (loop, head, next, out after in, indirect length, nested indirect, indirect loop, address, indirect address, indirect empty, avail jump):");
+	for (int k = 0; k < FK_NR; k++)
+		printf(" %llu", (unsigned long long)F.fatal_kinds[k]);
+	printf("\n");
+	/* A default run must have met every kind */
+	for (int k = 0; k < FK_NR; k++)
+		if (target >= 200000 && !F.fatal_kinds[k])
+			die("fatal kind %d never drawn", k);
 	printf("ok 1 vhost_iommu_fuzz seed %llu\n", (unsigned long long)F.seed);
 
 	vi_close(&F.a);
