@@ -50,8 +50,8 @@
 #include "vhost_iommu_lib.h"
 #include "vi_hostile_lib.h"
 
-#define RING		512
-#define MAX_BATCH	224
+#define RING		1024
+#define MAX_BATCH	448
 #define SLOT_OUT	192
 #define SLOT_IN		256
 #define MAX_PIECES	6
@@ -1037,8 +1037,14 @@ static void round_once(void)
 	uint16_t next = 0;
 	int responses = 0;
 
-	/* A quarter of the rounds have requests for the VMM */
-	F.mixed = chance(25);
+	/*
+	 * One round in ten has requests for the VMM, and fewer of them: a
+	 * forwarded request is a barrier, everything behind it goes to the
+	 * VMM too, and that path is slow.
+	 */
+	F.mixed = chance(10);
+	if (F.mixed)
+		nr = 1 + rnd(48);
 	phase("page requests");
 	if (chance(4)) {
 		nr_grps = page_requests(grps, 1 + rnd(8));
