@@ -60,6 +60,7 @@
 #define CANARY		0xa5
 #define WAIT_MS		20000
 
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define BIT64(n)	(1ULL << (n))
 #define FEATURES	(BIT64(VIRTIO_F_VERSION_1) |			\
 			 BIT64(VIRTIO_RING_F_INDIRECT_DESC) |		\
@@ -473,9 +474,11 @@ static void resetup_a(void)
 	eventfd_read(F.a.vqs[0].err_fd, &left);
 	eventfd_read(F.a.vqs[1].call_fd, &left);
 	eventfd_read(F.a.vqs[1].err_fd, &left);
-	F.avail_idx = F.used_idx = 0;
+	F.avail_idx = 0;
+	F.used_idx = 0;
 	F.ev_used_idx = 0;
-	F.a.vqs[1].avail_idx = F.a.vqs[1].used_idx = 0;
+	F.a.vqs[1].avail_idx = 0;
+	F.a.vqs[1].used_idx = 0;
 	F.a.vqs[1].free_head = 0;
 	F.a.vqs[1].nr_free = F.a.vqs[1].num;
 	for (unsigned int i = 0; i < F.a.vqs[1].num; i++) {
@@ -523,7 +526,7 @@ static void fill_inval(uint8_t *out)
 	if (inv->scope == VIRTIO_IOMMU_INVAL_S_PASID)
 		inv->flags |= VIRTIO_IOMMU_INVAL_F_PASID;
 	/* Unbound domains go to the VMM: only in mixed rounds */
-	inv->domain = doms[rnd(F.mixed ? sizeof(doms) / sizeof(doms[0]) : 4)];
+	inv->domain = doms[rnd(F.mixed ? ARRAY_SIZE(doms) : 4)];
 	inv->pasid = chance(80) ? 0 : rnd64();
 	inv->id = rnd(0x10000);
 	inv->page_size = chance(90) ? 12 + 2 * rnd(3) : rnd(80);
@@ -845,7 +848,7 @@ static void check_used(struct freq *r, uint32_t len)
 	if (r->done)
 		die("head %u returned twice", r->head);
 	if (r->outcome == O_FATAL)
-		die("fatal chain (kind %d, %u descriptors%s, type %u out %u in %u) head %u returned (len %u)",
+		die("fatal chain (kind %d, %u desc%s, type %u out %u in %u) head %u back (len %u)",
 		    r->fatal, r->nr_desc, r->indirect ? " indirect" : "",
 		    r->out[0], r->out_len, r->in_len, r->head, len);
 	r->done = true;
@@ -931,9 +934,8 @@ static void collect(unsigned int nr, unsigned int want)
 		    (now.tv_nsec - start.tv_nsec) / 1000000 > WAIT_MS) {
 			for (unsigned int k = 0; k < nr; k++)
 				if (!F.reqs[k].done && F.reqs[k].outcome != O_FATAL)
-					die("request %u (head %u type %u out %u in %u) not returned: %u of %u",
+					die("request %u (head %u type %u) not returned: %u of %u",
 					    k, F.reqs[k].head, F.reqs[k].out[0],
-					    F.reqs[k].out_len, F.reqs[k].in_len,
 					    got, want);
 		}
 		{
@@ -1322,7 +1324,9 @@ int main(int argc, char **argv)
 		printf("ok 1 # SKIP no /dev/vhost-iommu\n");
 		return 4;
 	}
-	if (ret || (ret = vi_setup(&F.a, FEATURES, RING)))
+	if (!ret)
+		ret = vi_setup(&F.a, FEATURES, RING);
+	if (ret)
 		die("VM a setup: %d", ret);
 	ret = vi_mock_setup(&F.ma, VSID_A);
 	if (ret == -ENOTTY || ret == -ENOENT) {
@@ -1384,11 +1388,17 @@ int main(int argc, char **argv)
 	       (unsigned long long)F.bad_answers,
 	       (unsigned long long)F.page_requests,
 	       (unsigned long long)F.kicks);
-	printf("# RESET_OWNER: %llu, reopen: %llu, stop/start: %llu, SET_MEM_TABLE: %llu, unbind/bind: %llu, log checks: %llu\n",
+	printf("# RESET_OWNER: %llu, reopen: %llu, stop/start: %llu, ",
 	       (unsigned long long)F.resets, (unsigned long long)F.reopens,
-	       (unsigned long long)F.stops, (unsigned long long)F.mem_tables,
+	       (unsigned long long)F.stops);
+	printf("SET_MEM_TABLE: %llu, unbind/bind: %llu, log checks: %llu\n",
+	       (unsigned long long)F.mem_tables,
 	       (unsigned long long)F.unbinds, (unsigned long long)F.log_checks);
-	printf("# fatal kinds (loop, head, next, out after in, indirect length, nested indirect, indirect loop, address, indirect address, indirect empty, avail jump):");
+	/*
+	 * Loop, head, next, out after in, indirect length, nested indirect,
+	 * indirect loop, address, indirect address, empty indirect, avail jump
+	 */
+	printf("# fatal chains of each kind:");
 	for (int k = 0; k < FK_NR; k++)
 		printf(" %llu", (unsigned long long)F.fatal_kinds[k]);
 	printf("\n");

@@ -14,6 +14,8 @@
 #include <sys/ioctl.h>
 
 #include "vi_hostile_lib.h"
+
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 
 int vi_mock_setup(struct vi_mock *m, uint32_t vsid)
@@ -296,7 +298,7 @@ int vi_fault_setup(void)
 	};
 	int ret;
 
-	for (unsigned int i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+	for (unsigned int i = 0; i < ARRAY_SIZE(files); i++) {
 		ret = vi_write_file(files[i][0], files[i][1]);
 		if (ret)
 			return ret;
