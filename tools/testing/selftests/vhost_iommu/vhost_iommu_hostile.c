@@ -830,9 +830,12 @@ TEST_F_TIMEOUT(race, loops, 400)
 		struct vhost_memory mem;
 		struct vhost_memory_region region;
 	} table;
-	unsigned int i;
+	unsigned int i, loops = variant->loops;
 
-	for (i = 0; i < variant->loops; i++) {
+	/* Longer runs: VHOST_IOMMU_RACE_LOOPS=n */
+	if (getenv("VHOST_IOMMU_RACE_LOOPS"))
+		loops = atoi(getenv("VHOST_IOMMU_RACE_LOOPS"));
+	for (i = 0; i < loops; i++) {
 		struct traffic t;
 		struct vi_mock m;
 		struct vi_dev d;
