@@ -442,41 +442,35 @@ static int failslab_attr(const char *name, const char *val)
  * Regression test: no memory for a page request's cookie. iommufd puts the
  * group back in its queue (-ENOMEM from iommufd_fault_fetch()); the device
  * used to stop reading the queue then, and nothing woke it again until
- * another fault came or the guest answered a group: a guest waiting for
- * that page request before answering the others waited forever. One
- * injected failure cannot fail xa_alloc() (it retries with GFP_KERNEL), so
- * this fails the worker's next two slab allocations: both attempts of the
- * cookie's xarray node.
+ * another fault came or the guest answered a group: the page request
+ * waited forever. One injected failure cannot fail xa_alloc() (it retries
+ * with GFP_KERNEL), so this fails the worker's next two slab allocations:
+ * both attempts at the node of the cookie xarray, which the first cookie
+ * (1, XA_FLAGS_ALLOC1) needs.
  */
 TEST_F_TIMEOUT(fail_nth, page_request_no_cookie, 120)
 {
-	struct virtio_iommu_page_request *rec[2];
-	char path[64];
+	struct virtio_iommu_page_request *rec;
+	struct vi_seg seg;
 	uint32_t id, len;
+	char path[64];
 	struct vi_dev d;
-	int tid, base;
+	int tid, base, ret;
 
 	ASSERT_EQ(0, vi_open(&d));
 	ASSERT_EQ(0, vi_setup(&d, FEATURES, RING_NUM));
 	ASSERT_EQ(0, vi_bind_mock(&d, &self->m, DOM_ID, EP_ID, true));
 	tid = vi_worker_tid();
 	ASSERT_LT(0, tid);
-	for (int k = 0; k < 2; k++) {
-		struct vi_seg seg;
-
-		rec[k] = vi_alloc(&d, sizeof(*rec[k]));
-		memset(rec[k], 0xff, sizeof(*rec[k]));
-		seg = (struct vi_seg){ .addr = rec[k], .len = sizeof(*rec[k]),
-				       .writable = true };
-		ASSERT_LE(0, vi_post(&d, VI_EVENT_VQ, &seg, 1));
-	}
+	rec = vi_alloc(&d, sizeof(*rec));
+	memset(rec, 0xff, sizeof(*rec));
+	seg = (struct vi_seg){ .addr = rec, .len = sizeof(*rec),
+			       .writable = true };
+	ASSERT_LE(0, vi_post(&d, VI_EVENT_VQ, &seg, 1));
 	vi_kick(&d, VI_EVENT_VQ);
+	/* Let the worker see the buffer first */
+	usleep(100000);
 	base = vi_mock_responses(&self->m);
-
-	/* The first group takes the first cookie: no allocation */
-	ASSERT_EQ(0, vi_mock_trigger(&self->m, 7, 0x100000));
-	ASSERT_EQ(0, vi_get_used(&d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS));
-	ASSERT_EQ(7, rec[0]->group);
 
 	/* The worker's next two slab allocations fail */
 	snprintf(path, sizeof(path), "/proc/%d/make-it-fail", tid);
@@ -486,17 +480,17 @@ TEST_F_TIMEOUT(fail_nth, page_request_no_cookie, 120)
 	ASSERT_EQ(0, failslab_attr("times", "2"));
 	ASSERT_EQ(0, failslab_attr("probability", "100"));
 
-	/* The second needs a node in the cookie xarray */
-	ASSERT_EQ(0, vi_mock_trigger(&self->m, 8, 0x200000));
-	id = vi_get_used(&d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS);
+	ASSERT_EQ(0, vi_mock_trigger(&self->m, 7, 0x100000));
+	ret = vi_get_used(&d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS);
 
 	failslab_attr("probability", "0");
 	failslab_attr("task-filter", "N");
 	vi_write_file(path, "0");
-	ASSERT_EQ(0, id) {
+	ASSERT_EQ(0, ret) {
 		TH_LOG("the page request waits in iommufd, the device sleeps");
 	}
-	ASSERT_EQ(8, rec[1]->group);
+	ASSERT_EQ(sizeof(*rec), len);
+	ASSERT_EQ(7, rec->group);
 	/* Nothing was refused on the way */
 	ASSERT_EQ(base, vi_mock_responses(&self->m));
 	vi_close(&d);
