@@ -766,6 +766,12 @@ static bool vhost_iommu_prq_fetch(struct vhost_iommu *v,
 					  ARRAY_SIZE(v->pgfaults), &nr);
 		if (ret == -E2BIG)
 			continue;
+		/*
+		 * No memory for the cookie: the group went back to the queue,
+		 * and no new fault may come to wake us. Run again.
+		 */
+		if (ret == -ENOMEM)
+			return false;
 		if (ret)
 			break;
 		vhost_iommu_prq_add(v, vq, nr);

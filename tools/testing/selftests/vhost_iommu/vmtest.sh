@@ -48,10 +48,13 @@ nested_smmu        300  seq /tests/nested_smmu
 iommufd_fail_nth   900  seq /tests/iommufd_fail_nth
 EOT
 	# Programs of this directory's Makefile join the suite automatically.
-	local p
+	local p t
 	for p in $(sed -n 's/^TEST_GEN_PROGS += //p' "$SELF_DIR/Makefile"); do
 		[ "$p" = nested_smmu ] && continue
-		printf '%-18s %-4s seq /tests/%s\n' "$p" 600 "$p"
+		# The fuzzer's default million requests: 4-7 minutes
+		t=600
+		[ "$p" = vhost_iommu_fuzz ] && t=900
+		printf '%-18s %-4s seq /tests/%s\n' "$p" "$t" "$p"
 	done
 	# The benchmark as a smoke test: every path, a few requests, no timing
 	printf '%-18s %-4s seq /tests/%s\n' bench_smoke 300 "vhost_iommu_bench -n 64 -r 1"
