@@ -43,7 +43,7 @@ EOT
 suite() {
 	cat <<'EOT'
 kunit              0    seq -
-iommufd            900  par /tests/iommufd
+iommufd            1500 par /tests/iommufd
 nested_smmu        300  seq /tests/nested_smmu
 iommufd_fail_nth   900  seq /tests/iommufd_fail_nth
 EOT
