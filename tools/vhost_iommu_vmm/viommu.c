@@ -748,8 +748,8 @@ static void account_queue(struct viommu *vi)
 	struct vq *q = &vi->dev->vqs[0];
 	uint16_t avail, used;
 
-	if (!vi->started || gpa_rw(vi->vm, q->avail + 2, &avail, 2) ||
-	    gpa_rw(vi->vm, q->used + 2, &used, 2))
+	if (!vi->started || gpa_rw(vi->vm, q->avail + 2, &avail, 2, false) ||
+	    gpa_rw(vi->vm, q->used + 2, &used, 2, false))
 		return;
 	vi->posted += avail;
 	vi->returned += used;
