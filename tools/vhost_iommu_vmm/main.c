@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,11 +20,14 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <linux/kvm.h>
 
 #include "vmm.h"
 
 bool verbose;
+static volatile sig_atomic_t report_pc;
+static unsigned long long nr_exits, nr_mmio_exits;
 
 void vmm_log(const char *fmt, ...)
 {
@@ -374,6 +378,23 @@ static void machine_reset(struct vm *vm)
 	vcpu_reset(vm);
 }
 
+static void on_alarm(int sig)
+{
+	report_pc = 1;
+}
+
+/* -t: every few seconds, where the vCPU is (KVM_RUN returns EINTR) */
+static void show_progress(struct vm *vm)
+{
+	struct kvm_one_reg reg = { .id = CORE_REG(regs.pc) };
+	uint64_t pc = 0;
+
+	reg.addr = (uintptr_t)&pc;
+	ioctl(vm->vcpu_fd, KVM_GET_ONE_REG, &reg);
+	vmm_log("progress: pc %#llx, %llu exits (%llu MMIO)",
+		(unsigned long long)pc, nr_exits, nr_mmio_exits);
+}
+
 /* Run until the guest powers off or a fatal exit. Return the exit code. */
 static int vcpu_loop(struct vm *vm)
 {
@@ -381,12 +402,18 @@ static int vcpu_loop(struct vm *vm)
 
 	for (;;) {
 		if (ioctl(vm->vcpu_fd, KVM_RUN, 0)) {
+			if (errno == EINTR && report_pc) {
+				report_pc = 0;
+				show_progress(vm);
+			}
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			die("KVM_RUN: %s", strerror(errno));
 		}
+		nr_exits++;
 		switch (run->exit_reason) {
 		case KVM_EXIT_MMIO:
+			nr_mmio_exits++;
 			mmio_exit(vm);
 			break;
 		case KVM_EXIT_SYSTEM_EVENT:
@@ -441,7 +468,8 @@ static void usage(const char *prog)
 	       "  -w N        wild DMA: the virtio-rng device also writes to an\n"
 	       "              unmapped IOVA while serving its Nth request\n"
 	       "  -W IOVA     the IOVA of the wild DMA (default 0xdead0000)\n"
-	       "  -v          log every slow-path request\n", prog,
+	       "  -v          log every slow-path request\n"
+	       "  -t SECS     log the vCPU's progress every SECS seconds\n", prog,
 	       DEFAULT_CMDLINE);
 }
 
@@ -453,9 +481,10 @@ int main(int argc, char **argv)
 	struct timespec t0, t1;
 	static char cmdline[2048];
 	const char *base = DEFAULT_CMDLINE;
+	unsigned int progress = 0;
 	int opt, ret;
 
-	while ((opt = getopt(argc, argv, "k:i:a:A:m:b:us:w:W:vh")) != -1) {
+	while ((opt = getopt(argc, argv, "k:i:a:A:m:b:us:w:W:vt:h")) != -1) {
 		switch (opt) {
 		case 'k':
 			vm.kernel_path = optarg;
@@ -494,6 +523,9 @@ int main(int argc, char **argv)
 		case 'v':
 			verbose = true;
 			break;
+		case 't':
+			progress = strtoul(optarg, NULL, 0);
+			break;
 		case 'h':
 			usage(argv[0]);
 			return 0;
@@ -526,6 +558,17 @@ int main(int argc, char **argv)
 		"transparent huge pages", vopts.userspace ? "the VMM (userspace)" :
 		"/dev/vhost-iommu");
 
+	if (progress) {
+		struct sigaction sa = { .sa_handler = on_alarm };
+		struct itimerval it = {
+			.it_interval.tv_sec = progress,
+			.it_value.tv_sec = progress,
+		};
+
+		/* No SA_RESTART: the signal makes KVM_RUN return */
+		sigaction(SIGALRM, &sa, NULL);
+		setitimer(ITIMER_REAL, &it, NULL);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = vcpu_loop(&vm);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
