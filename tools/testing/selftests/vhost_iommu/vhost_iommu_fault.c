@@ -142,7 +142,7 @@ TEST_F(vhost_iommu_fault, size)
 	};
 	uint32_t id, len;
 
-	big.f.size = offsetofend(struct vhost_iommu_fault, address) - 1;
+	big.f.size = sizeof(struct vhost_iommu_fault) - 1;
 	EXPECT_EQ(-EINVAL, report(self->d.fd, &big));
 	big.f.size = 4;
 	EXPECT_EQ(-EINVAL, report(self->d.fd, &big));
