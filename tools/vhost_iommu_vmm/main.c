@@ -552,6 +552,7 @@ int main(int argc, char **argv)
 	vm_irqfd(&vm, &vm.viommu_dev);
 	vm_irqfd(&vm, &vm.rng_dev);
 	load_images(&vm);
+	vcpu_reset(&vm);	/* now that the entry point is known */
 	vmm_log("RAM %llu MiB at %#llx (%s), virtio-iommu served by %s",
 		(unsigned long long)vm.ram_size >> 20, RAM_BASE,
 		vm.ram_hugetlb ? "hugetlbfs 2 MiB pages" :
