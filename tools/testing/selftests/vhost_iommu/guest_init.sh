@@ -18,7 +18,15 @@ boots=$(arg guest.boots)
 echo "GUEST-BOOTED boot=$boot uptime=$(cut -d' ' -f1 /proc/uptime)"
 dmesg | grep -e 'input address' -e 'page mask' -e 'iommu group' |
 	sed "s/^/GUEST-DMESG boot=$boot /"
-echo "GUEST-RNG boot=$boot current=$(cat /sys/class/misc/hw_random/rng_current)"
+# KVM also offers the SMCCC TRNG: read the virtio-rng (the endpoint)
+hw=/sys/class/misc/hw_random
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	rng=$(tr ' ' '\n' < $hw/rng_available | grep '^virtio_rng' | head -1)
+	[ -n "$rng" ] && break
+	sleep 1
+done
+[ -n "$rng" ] && echo "$rng" > $hw/rng_current
+echo "GUEST-RNG boot=$boot current=$(cat $hw/rng_current) available=$(cat $hw/rng_available)"
 
 t0=$(cut -d' ' -f1 /proc/uptime)
 sum=$(dd if=/dev/hwrng bs=64 count="$n" 2>/dev/null | md5sum | cut -d' ' -f1)

@@ -292,6 +292,7 @@ struct cfg {
 	unsigned int boots;
 	unsigned int blocks;
 	bool wild;
+	bool verbose;
 	uint64_t seed;
 };
 
@@ -420,6 +421,9 @@ static void run_cfg(const struct cfg *c, const char *vmm, struct run *r)
 	argv[a++] = n;
 	argv[a++] = "-A";
 	argv[a++] = boots;
+	/* The KUnit suites built in ran in the test VM already */
+	argv[a++] = "-A";
+	argv[a++] = "kunit.enable=0";
 	if (c->wild) {
 		argv[a++] = "-w";
 		argv[a++] = "5";
@@ -428,6 +432,8 @@ static void run_cfg(const struct cfg *c, const char *vmm, struct run *r)
 	}
 	if (c->userspace)
 		argv[a++] = "-u";
+	if (c->verbose)
+		argv[a++] = "-v";
 	argv[a] = NULL;
 	run_vmm(r, argv);
 }
@@ -464,13 +470,16 @@ static void restore_hugepages(long before)
 int main(int argc, char **argv)
 {
 	unsigned int perf_blocks = 0, blocks = 256;
+	bool demo = false;
 	char vmm[4096], *slash;
 	struct run r;
 	long huge;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "p:n:")) != -1) {
-		if (opt == 'p')
+	while ((opt = getopt(argc, argv, "p:n:d")) != -1) {
+		if (opt == 'd')
+			demo = true;
+		else if (opt == 'p')
 			perf_blocks = strtoul(optarg, NULL, 0);
 		else if (opt == 'n')
 			blocks = strtoul(optarg, NULL, 0);
@@ -487,6 +496,21 @@ int main(int argc, char **argv)
 	if (access(vmm, X_OK))
 		ksft_exit_fail_msg("no VMM at %s\n", vmm);
 	huge = reserve_hugepages(GUEST_RAM_MIB / 2);
+
+	if (demo) {
+		/* make demo: one boot, every slow-path request logged */
+		struct cfg c = {
+			.name = "demo", .boots = 1, .blocks = 16, .wild = true,
+			.verbose = true, .seed = time(NULL),
+		};
+
+		ksft_set_plan(1 + 3 + 2);
+		run_cfg(&c, vmm, &r);
+		check_run(&c, &r);
+		free_run(&r);
+		restore_hugepages(huge);
+		ksft_finished();
+	}
 
 	if (perf_blocks) {
 		/* MAP+UNMAP per second, both ways, same guest, same reads */
