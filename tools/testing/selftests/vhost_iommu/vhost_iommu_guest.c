@@ -520,7 +520,7 @@ static void restore_hugepages(long before)
 
 int main(int argc, char **argv)
 {
-	unsigned int perf_blocks = 0, blocks = 256;
+	unsigned int perf_blocks = 0, blocks = 64;
 	bool demo = false;
 	char vmm[4096], *slash;
 	struct run r;
