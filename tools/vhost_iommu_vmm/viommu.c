@@ -679,6 +679,17 @@ static void vhost_ioctl(struct viommu *vi, unsigned long req, void *arg,
 		die("%s: %s", name, strerror(errno));
 }
 
+/* A guest's ring layout the kernel refuses: the device needs a reset */
+static bool vhost_try(struct viommu *vi, unsigned long req, void *arg,
+		      const char *name)
+{
+	if (!ioctl(vi->vhost_fd, req, arg))
+		return true;
+	vmm_log("%s: %s: virtio-iommu needs a reset", name, strerror(errno));
+	vi->dev->status |= VIRTIO_STAT_NEEDS_RESET;
+	return false;
+}
+
 /* DRIVER_OK: hand the two queues to the kernel. Under the lock. */
 static void vhost_start(struct viommu *vi)
 {
@@ -701,7 +712,8 @@ static void vhost_start(struct viommu *vi)
 		vhost_ioctl(vi, VHOST_SET_OWNER, NULL, "VHOST_SET_OWNER");
 		vi->vhost_owned = true;
 	}
-	vhost_ioctl(vi, VHOST_SET_FEATURES, &features, "VHOST_SET_FEATURES");
+	if (!vhost_try(vi, VHOST_SET_FEATURES, &features, "SET_FEATURES"))
+		return;
 	vhost_ioctl(vi, VHOST_SET_MEM_TABLE, &table, "VHOST_SET_MEM_TABLE");
 	for (unsigned int i = 0; i < VQ_MAX; i++) {
 		struct vq *q = &vi->dev->vqs[i];
@@ -719,13 +731,16 @@ static void vhost_start(struct viommu *vi)
 
 		if (!q->ready || !addr.desc_user_addr ||
 		    !addr.avail_user_addr || !addr.used_user_addr) {
-			vmm_log("queue %u not usable: device not started", i);
+			vmm_log("queue %u not usable: virtio-iommu needs a reset",
+				i);
+			vi->dev->status |= VIRTIO_STAT_NEEDS_RESET;
 			return;
 		}
 		vhost_ioctl(vi, VHOST_SET_VRING_NUM, &state, "SET_VRING_NUM");
 		state.num = 0;
 		vhost_ioctl(vi, VHOST_SET_VRING_BASE, &state, "SET_VRING_BASE");
-		vhost_ioctl(vi, VHOST_SET_VRING_ADDR, &addr, "SET_VRING_ADDR");
+		if (!vhost_try(vi, VHOST_SET_VRING_ADDR, &addr, "SET_VRING_ADDR"))
+			return;
 		file.fd = vi->kick_fd[i];
 		vhost_ioctl(vi, VHOST_SET_VRING_KICK, &file, "SET_VRING_KICK");
 		file.fd = vi->dev->irq_fd;
@@ -733,7 +748,8 @@ static void vhost_start(struct viommu *vi)
 		file.fd = vi->err_fd[i];
 		vhost_ioctl(vi, VHOST_SET_VRING_ERR, &file, "SET_VRING_ERR");
 	}
-	vhost_ioctl(vi, VHOST_IOMMU_SET_RUNNING, &run, "SET_RUNNING");
+	if (!vhost_try(vi, VHOST_IOMMU_SET_RUNNING, &run, "SET_RUNNING"))
+		return;
 	vi->started = true;
 }
 
