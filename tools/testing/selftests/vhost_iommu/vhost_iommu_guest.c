@@ -13,8 +13,10 @@
  * is counted by type; a DMA to an unmapped IOVA is refused and the guest's
  * driver logs the fault record; a guest reset (reboot) and the VMM's device
  * reset leave a device that works again. The same run with the VMM serving
- * the queue itself (-u) is the comparison point; -p N measures MAP+UNMAP
- * per second both ways with N reads.
+ * the queue itself (-u) is the comparison point.
+ *
+ * Options: -n N reads per boot (64); -p N measures MAP+UNMAP per second both
+ * ways with N reads, -r R times each, alternating; -d is make demo.
  *
  * Expects /dev/kvm, /guest/Image, /guest/initrd.gz and the VMM next to this
  * program (vmtest.sh packs them).
@@ -520,16 +522,18 @@ static void restore_hugepages(long before)
 
 int main(int argc, char **argv)
 {
-	unsigned int perf_blocks = 0, blocks = 64;
+	unsigned int perf_blocks = 0, blocks = 64, rounds = 1;
 	bool demo = false;
 	char vmm[4096], *slash;
 	struct run r;
 	long huge;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "p:n:d")) != -1) {
+	while ((opt = getopt(argc, argv, "p:n:r:d")) != -1) {
 		if (opt == 'd')
 			demo = true;
+		else if (opt == 'r')
+			rounds = strtoul(optarg, NULL, 0);
 		else if (opt == 'p')
 			perf_blocks = strtoul(optarg, NULL, 0);
 		else if (opt == 'n')
@@ -564,11 +568,16 @@ int main(int argc, char **argv)
 	}
 
 	if (perf_blocks) {
-		/* MAP+UNMAP per second, both ways, same guest, same reads */
-		double secs[2];
+		/*
+		 * MAP+UNMAP per second, both ways, same guest, same reads;
+		 * -r rounds alternate the two, against a machine whose load
+		 * changes.
+		 */
+		double secs[2], sum[2] = { 0 };
 
-		ksft_set_plan(2 * 3);
-		for (int u = 0; u < 2; u++) {
+		ksft_set_plan(2 * 3 * rounds);
+		for (unsigned int i = 0; i < 2 * rounds; i++) {
+			int u = i % 2;
 			struct cfg c = {
 				.name = u ? "userspace" : "vhost",
 				.userspace = u, .boots = 1,
@@ -582,8 +591,14 @@ int main(int argc, char **argv)
 			ksft_print_msg("%s: %u reads in %.2f s: %.0f MAP+UNMAP/s\n",
 				       c.name, perf_blocks, secs[u],
 				       secs[u] > 0 ? 2.0 * perf_blocks / secs[u] : 0);
+			sum[u] += secs[u];
 			free_run(&r);
 		}
+		for (int u = 0; u < 2; u++)
+			ksft_print_msg("%s: %u rounds of %u reads: %.0f MAP+UNMAP/s\n",
+				       u ? "userspace" : "vhost", rounds,
+				       perf_blocks,
+				       sum[u] > 0 ? 2.0 * perf_blocks * rounds / sum[u] : 0);
 		restore_hugepages(huge);
 		ksft_finished();
 	}
