@@ -38,7 +38,7 @@
 
 #define GUEST_IMAGE	"/guest/Image"
 #define GUEST_INITRD	"/guest/initrd.gz"
-#define GUEST_RAM_MIB	320
+#define GUEST_RAM_MIB	256
 #define RUN_TIMEOUT	420
 #define WILD_IOVA	"0xdead0000"
 
