@@ -1,11 +1,20 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# The main job: build (or reuse) the kernel, boot the test VM with its
-# emulated nesting SMMUv3 and edu devices, and run the vhost-iommu demo
-# (tools/testing/selftests/vhost_iommu/vhost_iommu_demo.c): the VMM sets up
-# the nested SMMUv3 for edu, the guest's ATTACH_TABLE goes to the VMM, its
-# INVALIDATEs stay in the kernel, DMA follows the page tables, and a table
-# says what went where.
+# The main job: build (or reuse) the kernel, boot the test VM, and in it
+# start vhost-iommu-vmm (tools/vhost_iommu_vmm), a small KVM VMM that boots
+# the same kernel as an inner guest. The guest's stock virtio-iommu driver
+# talks to a request queue served by /dev/vhost-iommu; the VMM serves the
+# slow path (ATTACH, PROBE, MAP, UNMAP) and translates the DMA of the
+# guest's virtio-rng through those mappings. The guest reads /dev/hwrng; a
+# stray DMA of the device is refused and reported. Every slow-path request
+# is printed, then a table of what went where.
+#
+# bed/demo.sh --smmu: the earlier demo, INVALIDATE served in the kernel for
+# a nested SMMUv3 (tools/testing/selftests/vhost_iommu/vhost_iommu_demo.c).
 . "$(dirname "$0")/common.sh"
 ST="$REPO/tools/testing/selftests/vhost_iommu"
-VMTEST_VERBOSE=1 exec bash "$ST/vmtest.sh" vhost_iommu_demo "$@"
+if [ "${1:-}" = --smmu ]; then
+	shift
+	VMTEST_VERBOSE=1 exec bash "$ST/vmtest.sh" vhost_iommu_demo "$@"
+fi
+VMTEST_VERBOSE=1 exec bash "$ST/vmtest.sh" "$@" vhost_iommu_guest:-d

@@ -94,6 +94,11 @@
 #define VHOST_IOMMU_MAX_PRQ 64
 /* Max number of page requests in one group; larger groups are refused */
 #define VHOST_IOMMU_PRQ_GROUP_MAX 32
+/*
+ * Max number of faults reported by the VMM (VHOST_IOMMU_REPORT_FAULT) and
+ * not delivered to the guest yet; a further report fails with -ENOSPC.
+ */
+#define VHOST_IOMMU_MAX_FAULTS 64
 
 enum {
 	VHOST_IOMMU_VQ_REQ = 0,
@@ -218,13 +223,17 @@ struct vhost_iommu_batch {
 };
 
 /**
- * struct vhost_iommu_prq - A page request group taken from the fault queue
+ * struct vhost_iommu_prq - A page request group taken from the fault queue,
+ *                          or a fault the VMM reported
  * @node: In the list of struct vhost_iommu
  * @cookie: The iommufd cookie that answers it
  * @endpoint: The virtio endpoint ID
  * @pasid: Its PASID, if @pasid_valid
  * @grpid: Its group ID
  * @pasid_valid: Whether the requests carry a PASID
+ * @vmm_fault: A fault from VHOST_IOMMU_REPORT_FAULT: one record whose first
+ *             24 bytes are a struct virtio_iommu_fault, no group, freed
+ *             once delivered
  * @sent: Number of records delivered to the guest
  * @nr: Number of records in @recs
  * @recs: The event records, in order
@@ -236,6 +245,7 @@ struct vhost_iommu_prq {
 	u32 pasid;
 	u32 grpid;
 	bool pasid_valid;
+	bool vmm_fault;
 	unsigned int sent;
 	unsigned int nr;
 	struct virtio_iommu_page_request recs[] __counted_by(nr);
@@ -265,7 +275,8 @@ struct vhost_iommu_prq {
  * @fault_poll: Runs the event queue's work when the fault queue has faults
  * @prqs: Page request groups taken and not answered (struct vhost_iommu_prq),
  *        in the order of the fault queue
- * @nr_prqs: Number of entries in @prqs
+ * @nr_prqs: Number of page request groups in @prqs
+ * @nr_faults: Number of VMM faults in @prqs
  * @pgfaults: Room for one group from the fault queue
  *
  * @ictx, @doms and @eps change under @dev.mutex and the request queue's
@@ -298,6 +309,7 @@ struct vhost_iommu {
 	struct vhost_poll fault_poll;
 	struct list_head prqs;
 	unsigned int nr_prqs;
+	unsigned int nr_faults;
 	struct iommu_hwpt_pgfault pgfaults[VHOST_IOMMU_PRQ_GROUP_MAX];
 };
 
@@ -659,7 +671,7 @@ static void vhost_iommu_prq_abort_all(struct vhost_iommu *v, bool all,
 	struct vhost_iommu_prq *prq, *next;
 
 	list_for_each_entry_safe(prq, next, &v->prqs, node)
-		if (all || prq->endpoint == endpoint)
+		if (!prq->vmm_fault && (all || prq->endpoint == endpoint))
 			vhost_iommu_prq_abort(v, prq);
 }
 
@@ -709,7 +721,7 @@ static void vhost_iommu_prq_add(struct vhost_iommu *v,
 	 * holds was answered by iommufd (detach) and is now reused.
 	 */
 	list_for_each_entry_safe(prq, next, &v->prqs, node) {
-		if (prq->cookie != f->cookie)
+		if (prq->vmm_fault || prq->cookie != f->cookie)
 			continue;
 		list_del(&prq->node);
 		v->nr_prqs--;
@@ -787,14 +799,16 @@ static bool vhost_iommu_prq_fetch(struct vhost_iommu *v,
 static bool vhost_iommu_prq_push(struct vhost_iommu *v,
 				 struct vhost_virtqueue *vq)
 {
-	const size_t rec_len = sizeof(struct virtio_iommu_page_request);
+	struct vhost_iommu_prq *prq, *next;
 	unsigned int out, in, nr_used = 0;
-	struct vhost_iommu_prq *prq;
 	bool added = false;
 	struct iov_iter to;
 	int head, pkts = 0;
+	size_t rec_len;
 
-	list_for_each_entry(prq, &v->prqs, node) {
+	list_for_each_entry_safe(prq, next, &v->prqs, node) {
+		rec_len = prq->vmm_fault ? sizeof(struct virtio_iommu_fault) :
+			  sizeof(struct virtio_iommu_page_request);
 		while (prq->sent < prq->nr) {
 			if (vhost_exceeds_weight(vq, pkts, 0))
 				goto out;
@@ -826,6 +840,12 @@ static bool vhost_iommu_prq_push(struct vhost_iommu *v,
 			}
 			vhost_iommu_used_add(vq, &nr_used, head, rec_len);
 			prq->sent++;
+		}
+		/* Nobody answers a fault */
+		if (prq->vmm_fault) {
+			list_del(&prq->node);
+			v->nr_faults--;
+			kfree(prq);
 		}
 	}
 out:
@@ -899,7 +919,7 @@ static u8 vhost_iommu_page_resp(struct vhost_iommu *v, const u8 *buf)
 	mutex_lock(&v->prq_mutex);
 	list_for_each_entry(prq, &v->prqs, node) {
 		/* The guest answers groups it has seen in full */
-		if (prq->sent != prq->nr ||
+		if (prq->vmm_fault || prq->sent != prq->nr ||
 		    prq->endpoint != le32_to_cpu(resp->endpoint) ||
 		    prq->grpid != le32_to_cpu(resp->group) ||
 		    prq->pasid_valid != pasid_valid ||
@@ -1426,6 +1446,22 @@ static void vhost_iommu_unbind_fault(struct vhost_iommu *v)
 	fput(file);
 }
 
+/* Forget the faults the VMM reported and the guest did not get yet */
+static void vhost_iommu_drop_faults(struct vhost_iommu *v)
+{
+	struct vhost_iommu_prq *prq, *next;
+
+	mutex_lock(&v->prq_mutex);
+	list_for_each_entry_safe(prq, next, &v->prqs, node) {
+		if (!prq->vmm_fault)
+			continue;
+		list_del(&prq->node);
+		v->nr_faults--;
+		kfree(prq);
+	}
+	mutex_unlock(&v->prq_mutex);
+}
+
 /* Drop every binding. The device is stopped and flushed. */
 static void vhost_iommu_unbind_all(struct vhost_iommu *v)
 {
@@ -1434,6 +1470,7 @@ static void vhost_iommu_unbind_all(struct vhost_iommu *v)
 	unsigned long id;
 
 	vhost_iommu_unbind_fault(v);
+	vhost_iommu_drop_faults(v);
 
 	xa_for_each(&v->eps, id, ep) {
 		xa_erase(&v->eps, id);
@@ -1968,6 +2005,71 @@ out_unlock:
 	return ret;
 }
 
+/*
+ * Queue a fault of an endpoint the VMM emulates for the guest's event queue,
+ * behind the records already waiting there.
+ */
+static long vhost_iommu_report_fault(struct vhost_iommu *v, void __user *argp)
+{
+	const u32 valid_flags = VIRTIO_IOMMU_FAULT_F_READ |
+				VIRTIO_IOMMU_FAULT_F_WRITE |
+				VIRTIO_IOMMU_FAULT_F_EXEC |
+				VIRTIO_IOMMU_FAULT_F_ADDRESS;
+	struct virtio_iommu_fault *rec;
+	struct vhost_iommu_fault cmd;
+	struct vhost_iommu_prq *prq;
+	u32 usize;
+	long ret;
+
+	ret = vhost_iommu_get_arg(&cmd, sizeof(cmd),
+				  offsetofend(struct vhost_iommu_fault, address),
+				  argp, &usize);
+	if (ret)
+		return ret;
+	if (cmd.flags || memchr_inv(cmd.__reserved, 0, sizeof(cmd.__reserved)) ||
+	    cmd.__reserved2)
+		return -EOPNOTSUPP;
+	if (cmd.reason > VIRTIO_IOMMU_FAULT_R_MAPPING ||
+	    cmd.fault_flags & ~valid_flags ||
+	    (!(cmd.fault_flags & VIRTIO_IOMMU_FAULT_F_ADDRESS) && cmd.address))
+		return -EINVAL;
+
+	mutex_lock(&v->dev.mutex);
+	ret = vhost_dev_check_owner(&v->dev);
+	if (ret)
+		goto out_unlock;
+	prq = kzalloc_flex(*prq, recs, 1, GFP_KERNEL_ACCOUNT);
+	if (!prq) {
+		ret = -ENOMEM;
+		goto out_unlock;
+	}
+	prq->nr = 1;
+	prq->vmm_fault = true;
+	prq->endpoint = cmd.endpoint;
+	static_assert(sizeof(*rec) <= sizeof(prq->recs[0]));
+	rec = (struct virtio_iommu_fault *)&prq->recs[0];
+	rec->reason = cmd.reason;
+	rec->flags = cpu_to_le32(cmd.fault_flags);
+	rec->endpoint = cpu_to_le32(cmd.endpoint);
+	rec->address = cpu_to_le64(cmd.address);
+
+	mutex_lock(&v->prq_mutex);
+	if (v->nr_faults >= VHOST_IOMMU_MAX_FAULTS) {
+		mutex_unlock(&v->prq_mutex);
+		kfree(prq);
+		ret = -ENOSPC;
+		goto out_unlock;
+	}
+	list_add_tail(&prq->node, &v->prqs);
+	v->nr_faults++;
+	mutex_unlock(&v->prq_mutex);
+	/* Delivered by the event queue's work, when the device runs */
+	vhost_poll_queue(&v->vqs[VHOST_IOMMU_VQ_EVENT].poll);
+out_unlock:
+	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
 static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
 			      unsigned long arg)
 {
@@ -1990,6 +2092,8 @@ static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
 		return vhost_iommu_set_endpoint(v, argp);
 	case VHOST_IOMMU_SET_FAULT_QUEUE:
 		return vhost_iommu_set_fault_queue(v, argp);
+	case VHOST_IOMMU_REPORT_FAULT:
+		return vhost_iommu_report_fault(v, argp);
 	case VHOST_GET_FEATURES:
 		features = VHOST_IOMMU_FEATURES;
 		if (copy_to_user(featurep, &features, sizeof(features)))

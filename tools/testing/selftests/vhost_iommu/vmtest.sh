@@ -210,6 +210,16 @@ awk '{ printf "%s %s %s", $1, $2, $3
 	printf "\n" }' "$SEL" > "$R/tests/list"
 echo "$SHELL_MODE" > "$R/etc/shell_mode"
 cp "$SELF_DIR/vm_init.sh" "$R/init"; chmod +x "$R/init"
+# The inner guest that vhost_iommu_guest (and the demo) boot under KVM: the
+# same Image and a busybox initramfs, under /guest.
+if awk '{ print $1 }' "$SEL" | grep -qxE 'vhost_iommu_guest|vhost-iommu-vmm'; then
+	G=$RUN/guest; base_root "$G"
+	for a in dd md5sum reboot; do ln -sf busybox "$G/bin/$a"; done
+	cp "$SELF_DIR/guest_init.sh" "$G/init"; chmod +x "$G/init"
+	mkdir -p "$R/guest"
+	mkinitramfs "$G" > "$R/guest/initrd.gz"
+	cp "$RUN/kernel/Image" "$R/guest/Image"
+fi
 mkinitramfs "$R" > "$RUN/root.cpio.gz"
 cat "$IORT" "$RUN/root.cpio.gz" > "$RUN/initrd"
 

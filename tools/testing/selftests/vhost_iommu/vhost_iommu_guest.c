@@ -1,0 +1,636 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A real guest end to end: vhost-iommu-vmm (tools/vhost_iommu_vmm) boots the
+ * test kernel under KVM with its stock drivers. Its virtio-iommu request
+ * queue is served by /dev/vhost-iommu, the VMM serving the slow path; a
+ * virtio-rng device sits behind it and the VMM translates its DMA through
+ * the guest's mappings.
+ *
+ * Checked from the VMM's output and the guest's console: the guest boots,
+ * the virtio-iommu driver binds and the endpoint joins an IOMMU group; the
+ * bytes the guest reads from /dev/hwrng are the device's stream (md5
+ * computed here from the seed); every request the guest posted came back and
+ * is counted by type; a DMA to an unmapped IOVA is refused and the guest's
+ * driver logs the fault record; a guest reset (reboot) and the VMM's device
+ * reset leave a device that works again. The same run with the VMM serving
+ * the queue itself (-u) is the comparison point.
+ *
+ * Options: -n N reads per boot (64); -p N measures MAP+UNMAP per second both
+ * ways with N reads, -r R times each, alternating; -d is make demo.
+ *
+ * Expects /dev/kvm, /guest/Image, /guest/initrd.gz and the VMM next to this
+ * program (vmtest.sh packs them).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "../kselftest.h"
+#include "../../../vhost_iommu_vmm/vmm.h"
+
+#define GUEST_IMAGE	"/guest/Image"
+#define GUEST_INITRD	"/guest/initrd.gz"
+#define GUEST_RAM_MIB	256
+#define RUN_TIMEOUT	420
+#define WILD_IOVA	"0xdead0000"
+
+/* ---- MD5 (RFC 1321), to check the guest's md5sum ---- */
+
+static void md5(const uint8_t *data, size_t len, char out[33])
+{
+	static const uint8_t s[64] = {
+		7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
+		5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
+		4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
+		6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+	};
+	uint32_t h[4] = { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476 };
+	size_t total = ((len + 8) / 64 + 1) * 64;
+	uint64_t bits = (uint64_t)len * 8;
+	uint32_t k[64];
+	uint8_t *msg;
+
+	for (int i = 0; i < 64; i++)
+		k[i] = (uint32_t)(fabs(sin(i + 1)) * 4294967296.0);
+	msg = calloc(1, total);
+	if (!msg)
+		ksft_exit_fail_msg("out of memory\n");
+	memcpy(msg, data, len);
+	msg[len] = 0x80;
+	for (int i = 0; i < 8; i++)
+		msg[total - 8 + i] = bits >> (8 * i);
+
+	for (size_t off = 0; off < total; off += 64) {
+		uint32_t m[16], a = h[0], b = h[1], c = h[2], d = h[3];
+
+		for (int i = 0; i < 16; i++)
+			m[i] = msg[off + 4 * i] | msg[off + 4 * i + 1] << 8 |
+			       msg[off + 4 * i + 2] << 16 |
+			       (uint32_t)msg[off + 4 * i + 3] << 24;
+		for (int i = 0; i < 64; i++) {
+			uint32_t f, g;
+
+			if (i < 16) {
+				f = (b & c) | (~b & d);
+				g = i;
+			} else if (i < 32) {
+				f = (d & b) | (~d & c);
+				g = (5 * i + 1) % 16;
+			} else if (i < 48) {
+				f = b ^ c ^ d;
+				g = (3 * i + 5) % 16;
+			} else {
+				f = c ^ (b | ~d);
+				g = (7 * i) % 16;
+			}
+			f += a + k[i] + m[g];
+			a = d;
+			d = c;
+			c = b;
+			b += (f << s[i]) | (f >> (32 - s[i]));
+		}
+		h[0] += a;
+		h[1] += b;
+		h[2] += c;
+		h[3] += d;
+	}
+	free(msg);
+	for (int i = 0; i < 16; i++)
+		sprintf(out + 2 * i, "%02x", (h[i / 4] >> (8 * (i % 4))) & 0xff);
+}
+
+/*
+ * Whether @want is the md5 of @blocks 64-byte blocks of the device's stream
+ * taken in order from its first @produced blocks with @skip of them left
+ * out, the last one excepted. Linux 7.3 runs its hwrng thread whatever the
+ * rng's quality: it reads a block of the current rng now and then, which
+ * /dev/hwrng then never returns; the VMM counts every block it produced.
+ * Fills @skipped with the blocks left out.
+ */
+static bool search(const uint8_t *stream, unsigned int produced,
+		   unsigned int blocks, unsigned int skip, unsigned int from,
+		   unsigned int *skipped, unsigned int depth, const char *want)
+{
+	char got[33];
+
+	if (depth == skip) {
+		uint8_t *buf = malloc((size_t)blocks * 64 + 1);
+		unsigned int b = 0, k = 0;
+
+		if (!buf)
+			ksft_exit_fail_msg("out of memory\n");
+		for (unsigned int i = 0; i < produced && b < blocks; i++) {
+			if (k < skip && skipped[k] == i) {
+				k++;
+				continue;
+			}
+			memcpy(buf + (size_t)b++ * 64, stream + (size_t)i * 64, 64);
+		}
+		md5(buf, (size_t)blocks * 64, got);
+		free(buf);
+		return b == blocks && !strcmp(got, want);
+	}
+	for (unsigned int i = from; i + 1 < produced; i++) {
+		skipped[depth] = i;
+		if (search(stream, produced, blocks, skip, i + 1, skipped,
+			   depth + 1, want))
+			return true;
+	}
+	return false;
+}
+
+/* ---- Running the VMM ---- */
+
+struct run {
+	char **lines;
+	int nr;
+	int status;		/* the VMM's exit status, -1 if killed */
+	double secs;
+};
+
+static void add_line(struct run *r, const char *line)
+{
+	r->lines = realloc(r->lines, (r->nr + 1) * sizeof(*r->lines));
+	if (!r->lines)
+		ksft_exit_fail_msg("out of memory\n");
+	r->lines[r->nr++] = strdup(line);
+	/* Everything into the log, behind "# ": the outer verdict looks for
+	 * kernel splats in its own kernel only; the guest's are checked here.
+	 */
+	printf("# %s\n", line);
+	fflush(stdout);
+}
+
+static void run_vmm(struct run *r, char *const argv[])
+{
+	char buf[4096], line[1024];
+	struct timespec t0, t1;
+	size_t len = 0, fill = 0;
+	int pfd[2], status;
+	pid_t pid;
+
+	memset(r, 0, sizeof(*r));
+	if (pipe(pfd))
+		ksft_exit_fail_perror("pipe");
+	printf("# running:");
+	for (int i = 0; argv[i]; i++)
+		printf(" %s", argv[i]);
+	printf("\n");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pid = fork();
+	if (pid < 0)
+		ksft_exit_fail_perror("fork");
+	if (!pid) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		close(pfd[0]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (;;) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		ssize_t n;
+		int left;
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		left = RUN_TIMEOUT * 1000 - ((t1.tv_sec - t0.tv_sec) * 1000 +
+					     (t1.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0 || poll(&p, 1, left) == 0) {
+			add_line(r, "TEST: the VMM timed out, killed");
+			kill(pid, SIGKILL);
+			break;
+		}
+		n = read(pfd[0], buf + fill, sizeof(buf) - fill);
+		if (n <= 0)
+			break;
+		fill += n;
+		/* Split into lines */
+		for (size_t i = 0; i < fill; i++) {
+			if (buf[i] == '\n' || len == sizeof(line) - 1) {
+				line[len] = 0;
+				add_line(r, line);
+				len = 0;
+				if (buf[i] == '\n')
+					continue;
+			}
+			if (buf[i] != '\r')
+				line[len++] = buf[i];
+		}
+		fill = 0;
+	}
+	if (len) {
+		line[len] = 0;
+		add_line(r, line);
+	}
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	r->secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
+static void free_run(struct run *r)
+{
+	for (int i = 0; i < r->nr; i++)
+		free(r->lines[i]);
+	free(r->lines);
+}
+
+/* The first line that starts with @prefix and contains @needle (or NULL) */
+static const char *find(const struct run *r, const char *prefix,
+			const char *needle)
+{
+	for (int i = 0; i < r->nr; i++)
+		if (!strncmp(r->lines[i], prefix, strlen(prefix)) &&
+		    (!needle || strstr(r->lines[i], needle)))
+			return r->lines[i];
+	return NULL;
+}
+
+static int count(const struct run *r, const char *prefix, const char *needle)
+{
+	int n = 0;
+
+	for (int i = 0; i < r->nr; i++)
+		if (!strncmp(r->lines[i], prefix, strlen(prefix)) &&
+		    (!needle || strstr(r->lines[i], needle)))
+			n++;
+	return n;
+}
+
+/* A number after @key in the first line matching @prefix/@needle, or -1 */
+static long long number(const struct run *r, const char *prefix,
+			const char *needle, const char *key)
+{
+	const char *line = find(r, prefix, needle), *p;
+
+	if (!line || !(p = strstr(line, key)))
+		return -1;
+	return strtoll(p + strlen(key), NULL, 0);
+}
+
+/* Requests of type @type the VMM counted, and how many failed */
+static long long requests(const struct run *r, const char *type,
+			  long long *failed)
+{
+	char needle[32];
+	const char *line;
+	long long n;
+
+	snprintf(needle, sizeof(needle), "vmm:   %-10s", type);
+	line = find(r, needle, NULL);
+	if (!line) {
+		*failed = 0;
+		return 0;
+	}
+	if (sscanf(line + strlen(needle), "%lld (%lld failed)", &n,
+		   failed) != 2)
+		return -1;
+	return n;
+}
+
+static bool guest_splat(const struct run *r)
+{
+	static const char *const bad[] = {
+		"Oops", "WARNING:", "BUG:", "Kernel panic", "KASAN:",
+		"UBSAN:", "Unable to handle kernel", "Internal error:",
+		"vmm: error",
+	};
+
+	for (int i = 0; i < r->nr; i++)
+		for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+			if (strstr(r->lines[i], bad[k]))
+				return true;
+	return false;
+}
+
+/* ---- The checks of one run ---- */
+
+struct cfg {
+	const char *name;
+	bool userspace;
+	unsigned int boots;
+	unsigned int blocks;
+	bool wild;
+	bool verbose;
+	bool perf;		/* no data check: too many blocks to search */
+	uint64_t seed;
+};
+
+static double dd_secs(const struct run *r, unsigned int boot)
+{
+	char needle[32];
+	const char *line, *s, *e;
+
+	snprintf(needle, sizeof(needle), "boot=%u ", boot);
+	line = find(r, "GUEST-DATA", needle);
+	if (!line || !(s = strstr(line, "start=")) || !(e = strstr(line, "end=")))
+		return -1;
+	return strtod(e + 4, NULL) - strtod(s + 6, NULL);
+}
+
+static void check_run(const struct cfg *c, const struct run *r)
+{
+	long long total = 0, posted, returned, fail, maps, unmaps, attach;
+	static const char *const types[] = {
+		"ATTACH", "DETACH", "MAP", "UNMAP", "PROBE", "unknown",
+	};
+	bool types_ok = true;
+	char needle[64];
+
+	ksft_test_result(r->status == 0 &&
+			 find(r, "vmm: guest powered off", NULL) &&
+			 !guest_splat(r),
+			 "%s: VMM exit %d, guest powered off, no splat (%.1f s)\n",
+			 c->name, r->status, r->secs);
+
+	for (unsigned int b = 1; b <= c->boots; b++) {
+		unsigned int skipped[3] = { 0 }, skip = 0, produced;
+		char md5_got[33] = "", which[64] = "";
+		long long bytes, stream_bytes;
+		const char *line;
+		uint8_t *stream;
+		bool ok = false;
+
+		snprintf(needle, sizeof(needle), "boot=%u ", b);
+		ksft_test_result(find(r, "GUEST-BOOTED", needle) &&
+				 find(r, "GUEST-DMESG", "input address") &&
+				 find(r, "GUEST-DMESG", "a000200.virtio_mmio: Adding to iommu group") &&
+				 find(r, "GUEST-RNG", "current=virtio_rng"),
+				 "%s: boot %u: virtio-iommu bound, endpoint in an IOMMU group, hwrng virtio_rng\n",
+				 c->name, b);
+
+		line = find(r, "GUEST-DATA", needle);
+		bytes = number(r, "GUEST-DATA", needle, "bytes=");
+		if (line && strstr(line, "md5="))
+			sscanf(strstr(line, "md5=") + 4, "%32s", md5_got);
+		if (c->perf)
+			continue;
+		snprintf(needle, sizeof(needle), "vmm: virtio-rng: boot %u:", b);
+		stream_bytes = number(r, needle, NULL, "requests, ");
+		produced = stream_bytes > 0 ? stream_bytes / 64 : 0;
+		/* The blocks read, the prefetched one, those the thread took */
+		if (bytes == 64LL * c->blocks && produced >= c->blocks + 1 &&
+		    produced - c->blocks - 1 <= 3) {
+			skip = produced - c->blocks - 1;
+			stream = malloc((size_t)produced * 64);
+			if (!stream)
+				ksft_exit_fail_msg("out of memory\n");
+			for (size_t i = 0; i < (size_t)produced * 64; i++)
+				stream[i] = rng_stream_byte(c->seed, i);
+			ok = search(stream, produced, c->blocks, skip, 0,
+				    skipped, 0, md5_got);
+			free(stream);
+		}
+		for (unsigned int k = 0; ok && k < skip; k++)
+			snprintf(which + strlen(which), sizeof(which) - strlen(which),
+				 " %u", skipped[k]);
+		ksft_test_result(ok,
+				 "%s: boot %u: %lld bytes through the IOMMU intact: the device's blocks in order (md5 %s; %u produced, %u taken by the kernel's hwrng thread:%s)\n",
+				 c->name, b, bytes, md5_got, produced, skip,
+				 which);
+
+		if (!c->wild)
+			continue;
+		snprintf(needle, sizeof(needle), "boot=%u ", b);
+		ksft_test_result(count(r, "GUEST-FAULT", needle) >= 1 &&
+				 find(r, "GUEST-FAULT", "fault from EP 1 at " WILD_IOVA " [W]"),
+				 "%s: boot %u: the wild DMA's fault reached the guest driver\n",
+				 c->name, b);
+	}
+
+	for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		long long n = requests(r, types[t], &fail);
+
+		if (n < 0 || fail)
+			types_ok = false;
+		total += n > 0 ? n : 0;
+	}
+	posted = number(r, "vmm: request queue:", NULL, "queue: ");
+	returned = number(r, "vmm: request queue:", NULL, "posted by the guest, ");
+	maps = requests(r, "MAP", &fail);
+	unmaps = requests(r, "UNMAP", &fail);
+	attach = requests(r, "ATTACH", &fail);
+	ksft_test_result(types_ok && posted > 0 && posted == returned &&
+			 posted == total && attach >= c->boots &&
+			 maps >= (long long)c->blocks * c->boots &&
+			 unmaps >= (long long)c->blocks * c->boots &&
+			 (c->userspace ||
+			  (number(r, "vmm: channel:", NULL, "channel: ") == total &&
+			   number(r, "vmm: channel:", NULL, "read, ") == total)),
+			 "%s: %lld requests posted, %lld returned, %lld counted by type (%lld ATTACH, %lld MAP, %lld UNMAP), none failed\n",
+			 c->name, posted, returned, total, attach, maps, unmaps);
+
+	if (c->wild) {
+		snprintf(needle, sizeof(needle), "%u refused, 0 not refused",
+			 c->boots);
+		ksft_test_result(count(r, "vmm: refused DMA write of endpoint 1 at IOVA " WILD_IOVA, NULL) == (int)c->boots &&
+				 find(r, "vmm: virtio-rng:", needle) &&
+				 number(r, "vmm: faults:", NULL, "reported, ") == 0,
+				 "%s: the wild DMA refused and reported in each boot, none lost\n",
+				 c->name);
+	}
+	if (c->boots > 1)
+		ksft_test_result(count(r, "vmm: guest reset: boot", NULL) ==
+				 (int)c->boots - 1 &&
+				 number(r, "vmm: faults:", NULL, "device resets: ") >=
+				 c->boots - 1,
+				 "%s: %u boots, the device reset by the guest and the VMM each time, and working again\n",
+				 c->name, c->boots);
+}
+
+static void run_cfg(const struct cfg *c, const char *vmm, struct run *r)
+{
+	char seed[32], n[32], boots[32], nb[32], ram[16];
+	char *argv[32];
+	int a = 0;
+
+	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)c->seed);
+	snprintf(n, sizeof(n), "guest.n=%u", c->blocks);
+	snprintf(boots, sizeof(boots), "guest.boots=%u", c->boots);
+	snprintf(nb, sizeof(nb), "%u", c->boots);
+	snprintf(ram, sizeof(ram), "%u", GUEST_RAM_MIB);
+	argv[a++] = (char *)vmm;
+	argv[a++] = "-k";
+	argv[a++] = GUEST_IMAGE;
+	argv[a++] = "-i";
+	argv[a++] = GUEST_INITRD;
+	argv[a++] = "-m";
+	argv[a++] = ram;
+	argv[a++] = "-b";
+	argv[a++] = nb;
+	argv[a++] = "-s";
+	argv[a++] = seed;
+	argv[a++] = "-A";
+	argv[a++] = n;
+	argv[a++] = "-A";
+	argv[a++] = boots;
+	/* The KUnit suites built in ran in the test VM already */
+	argv[a++] = "-A";
+	argv[a++] = "kunit.enable=0";
+	if (c->wild) {
+		argv[a++] = "-w";
+		argv[a++] = "5";
+		argv[a++] = "-W";
+		argv[a++] = WILD_IOVA;
+	}
+	if (c->userspace)
+		argv[a++] = "-u";
+	if (c->verbose)
+		argv[a++] = "-v";
+	argv[a] = NULL;
+	run_vmm(r, argv);
+}
+
+/* Room for the guest's RAM in huge pages; returns the previous count */
+static long reserve_hugepages(long extra)
+{
+	long before = 0;
+	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "r+");
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &before) == 1) {
+		rewind(f);
+		fprintf(f, "%ld\n", before + extra);
+	}
+	fclose(f);
+	return before;
+}
+
+static void restore_hugepages(long before)
+{
+	FILE *f;
+
+	if (before < 0)
+		return;
+	f = fopen("/proc/sys/vm/nr_hugepages", "w");
+	if (f) {
+		fprintf(f, "%ld\n", before);
+		fclose(f);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	unsigned int perf_blocks = 0, blocks = 64, rounds = 1;
+	bool demo = false;
+	char vmm[4096], *slash;
+	struct run r;
+	long huge;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "p:n:r:d")) != -1) {
+		if (opt == 'd')
+			demo = true;
+		else if (opt == 'r')
+			rounds = strtoul(optarg, NULL, 0);
+		else if (opt == 'p')
+			perf_blocks = strtoul(optarg, NULL, 0);
+		else if (opt == 'n')
+			blocks = strtoul(optarg, NULL, 0);
+	}
+	ksft_print_header();
+	if (access("/dev/kvm", R_OK | W_OK) || access(GUEST_IMAGE, R_OK) ||
+	    access(GUEST_INITRD, R_OK))
+		ksft_exit_skip("needs /dev/kvm, %s and %s\n", GUEST_IMAGE,
+			       GUEST_INITRD);
+	snprintf(vmm, sizeof(vmm), "%s", argv[0]);
+	slash = strrchr(vmm, '/');
+	snprintf(slash ? slash + 1 : vmm, sizeof(vmm) - (slash ? slash + 1 - vmm : 0),
+		 "vhost-iommu-vmm");
+	if (access(vmm, X_OK))
+		ksft_exit_fail_msg("no VMM at %s\n", vmm);
+	huge = reserve_hugepages(GUEST_RAM_MIB / 2);
+
+	if (demo) {
+		/* make demo: one boot, every slow-path request logged */
+		struct cfg c = {
+			.name = "demo", .boots = 1, .blocks = 16, .wild = true,
+			.verbose = true, .seed = time(NULL),
+		};
+
+		ksft_set_plan(1 + 3 + 2);
+		run_cfg(&c, vmm, &r);
+		check_run(&c, &r);
+		free_run(&r);
+		restore_hugepages(huge);
+		ksft_finished();
+	}
+
+	if (perf_blocks) {
+		/*
+		 * MAP+UNMAP per second, both ways, same guest, same reads;
+		 * -r rounds alternate the two, against a machine whose load
+		 * changes.
+		 */
+		double secs[2], sum[2] = { 0 };
+
+		ksft_set_plan(2 * 3 * rounds);
+		for (unsigned int i = 0; i < 2 * rounds; i++) {
+			int u = i % 2;
+			struct cfg c = {
+				.name = u ? "userspace" : "vhost",
+				.userspace = u, .boots = 1,
+				.blocks = perf_blocks, .perf = true,
+				.seed = time(NULL),
+			};
+
+			run_cfg(&c, vmm, &r);
+			check_run(&c, &r);
+			secs[u] = dd_secs(&r, 1);
+			ksft_print_msg("%s: %u reads in %.2f s: %.0f MAP+UNMAP/s\n",
+				       c.name, perf_blocks, secs[u],
+				       secs[u] > 0 ? 2.0 * perf_blocks / secs[u] : 0);
+			sum[u] += secs[u];
+			free_run(&r);
+		}
+		for (int u = 0; u < 2; u++)
+			ksft_print_msg("%s: %u rounds of %u reads: %.0f MAP+UNMAP/s\n",
+				       u ? "userspace" : "vhost", rounds,
+				       perf_blocks,
+				       sum[u] > 0 ? 2.0 * perf_blocks * rounds / sum[u] : 0);
+		restore_hugepages(huge);
+		ksft_finished();
+	}
+
+	/* vhost: 1 + 3 per boot + 3; userspace: 1 + 3 + 2 */
+	ksft_set_plan(1 + 3 * 2 + 3 + 1 + 3 + 2);
+	{
+		/* vhost-iommu, two boots: the guest reboots once */
+		struct cfg c = {
+			.name = "vhost", .boots = 2, .blocks = blocks,
+			.wild = true, .seed = time(NULL),
+		};
+
+		run_cfg(&c, vmm, &r);
+		check_run(&c, &r);
+		ksft_print_msg("vhost: %u reads in %.2f s\n", blocks,
+			       dd_secs(&r, 1));
+		free_run(&r);
+	}
+	{
+		/* The VMM serving the queues itself, for comparison */
+		struct cfg c = {
+			.name = "userspace", .userspace = true, .boots = 1,
+			.blocks = blocks, .wild = true, .seed = time(NULL) + 1,
+		};
+
+		run_cfg(&c, vmm, &r);
+		check_run(&c, &r);
+		ksft_print_msg("userspace: %u reads in %.2f s\n", blocks,
+			       dd_secs(&r, 1));
+		free_run(&r);
+	}
+	restore_hugepages(huge);
+	ksft_finished();
+}

@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * vhost-iommu-vmm: a small KVM VMM for arm64 that boots a Linux guest whose
+ * virtio-iommu request queue is served by /dev/vhost-iommu.
+ *
+ * The machine (guest physical addresses):
+ *   0x08000000  GICv3 distributor (in-kernel vGIC), 64 KiB
+ *   0x080a0000  GICv3 redistributor of vCPU 0, 128 KiB
+ *   0x09000000  PL011 UART (emulated here), SPI 1
+ *   0x0a000000  virtio-mmio: virtio-iommu, SPI 16
+ *   0x0a000200  virtio-mmio: virtio-rng, SPI 17, behind the virtio-iommu
+ *               as endpoint 1
+ *   0x80000000  RAM
+ */
+#ifndef VMM_H
+#define VMM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GIC_DIST_BASE		0x08000000ULL
+#define GIC_DIST_SIZE		0x10000ULL
+#define GIC_REDIST_BASE		0x080a0000ULL
+#define GIC_REDIST_SIZE		0x20000ULL
+#define UART_BASE		0x09000000ULL
+#define UART_SIZE		0x1000ULL
+#define UART_SPI		1
+#define VIRTIO_MMIO_BASE	0x0a000000ULL
+#define VIRTIO_MMIO_SIZE	0x200ULL
+#define VIOMMU_SPI		16
+#define RNG_SPI			17
+#define RAM_BASE		0x80000000ULL
+
+/* The MSI doorbell window the virtio-iommu reports as reserved (PROBE) */
+#define MSI_WINDOW_BASE		0x08080000ULL
+#define MSI_WINDOW_SIZE		0x20000ULL
+
+/* The endpoint ID of the virtio-rng device (its "iommus" cell) */
+#define RNG_ENDPOINT		1
+
+/* Virtio status bits and feature bits used here */
+#define VIRTIO_STAT_ACKNOWLEDGE	1
+#define VIRTIO_STAT_DRIVER	2
+#define VIRTIO_STAT_DRIVER_OK	4
+#define VIRTIO_STAT_FEATURES_OK	8
+#define VIRTIO_STAT_NEEDS_RESET	64
+#define VIRTIO_FEAT_VERSION_1	32
+#define VIRTIO_FEAT_ACCESS_PLATFORM 33
+
+#define VQ_MAX			2
+#define VQ_SIZE			64
+#define CHAIN_MAX		16
+
+struct vm;
+
+/* A device-visible range of a descriptor chain */
+struct seg {
+	uint64_t addr;
+	uint32_t len;
+	bool write;
+};
+
+struct chain {
+	uint16_t head;
+	unsigned int nr;
+	struct seg segs[CHAIN_MAX];
+};
+
+/*
+ * How a device reaches guest memory: the virtio-iommu itself uses guest
+ * physical addresses; an endpoint behind it uses IOVAs that the virtio-iommu
+ * translates (and may refuse). Return 0 or -EFAULT.
+ */
+struct dma_ops {
+	int (*rw)(void *ctx, uint64_t addr, void *buf, size_t len, bool write);
+	void *ctx;
+};
+
+/* A split virtqueue, as the device side sees it */
+struct vq {
+	uint16_t num;
+	bool ready;
+	uint64_t desc, avail, used;
+	uint16_t last_avail;	/* next avail entry to take */
+	uint16_t used_idx;	/* next used entry to write */
+};
+
+struct vdev;
+
+struct vdev_ops {
+	/* Read @len bytes of the configuration space at @off */
+	void (*cfg_read)(struct vdev *d, uint32_t off, void *buf, uint32_t len);
+	/* The driver wrote the status: 0 is a reset */
+	void (*status)(struct vdev *d, uint32_t old, uint32_t status);
+	/* The driver notified queue @q (MMIO exit, not an ioeventfd) */
+	void (*notify)(struct vdev *d, unsigned int q);
+};
+
+/* A virtio-mmio transport (version 2) */
+struct vdev {
+	struct vm *vm;
+	const char *name;
+	uint64_t base;
+	unsigned int spi;
+	uint32_t device_id;
+	uint64_t features;	/* offered */
+	uint64_t driver_features;
+	uint32_t dev_feat_sel, drv_feat_sel;
+	uint32_t queue_sel;
+	uint32_t status;
+	uint32_t int_status;
+	bool int_always;	/* report "used buffer" on every read */
+	unsigned int nr_vqs;
+	struct vq vqs[VQ_MAX];
+	int irq_fd;		/* an irqfd: a write raises the SPI (edge) */
+	const struct vdev_ops *ops;
+	void *priv;
+};
+
+struct vm {
+	int kvm_fd, vm_fd, vcpu_fd, gic_fd;
+	struct kvm_run *run;
+	size_t run_size;
+	uint8_t *ram;
+	uint64_t ram_size;
+	bool ram_hugetlb;
+	/* Boot images */
+	const char *kernel_path, *initrd_path, *cmdline;
+	uint64_t kernel_entry, dtb_gpa;
+	uint64_t initrd_start, initrd_end;
+	unsigned int boot, nr_boots;
+	/* Devices */
+	struct vdev viommu_dev, rng_dev;
+	uint32_t uart_imsc;
+	bool uart_line;
+	char uart_buf[512];
+	size_t uart_len;
+};
+
+/* main.c */
+void *gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
+void vmm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+extern bool verbose;
+
+/* fdt.c */
+void *fdt_build(struct vm *vm, size_t *size);
+
+/* virtio.c */
+void vdev_init(struct vdev *d, struct vm *vm, const char *name, uint64_t base,
+	       unsigned int spi, uint32_t device_id, uint64_t features,
+	       unsigned int nr_vqs, const struct vdev_ops *ops, void *priv);
+void vdev_mmio(struct vdev *d, uint64_t off, uint8_t *data, uint32_t len,
+	       bool write);
+void vdev_reset(struct vdev *d);
+void vdev_irq(struct vdev *d);
+int vq_pop(const struct dma_ops *dma, struct vq *q, struct chain *c);
+int vq_push(const struct dma_ops *dma, struct vq *q, uint16_t head,
+	    uint32_t len);
+bool vq_wants_irq(const struct dma_ops *dma, struct vq *q);
+
+/* viommu.c */
+struct viommu_opts {
+	bool userspace;		/* serve the request queue here, no vhost */
+};
+void viommu_create(struct vm *vm, const struct viommu_opts *opts);
+void viommu_destroy(struct vm *vm);
+void viommu_reset(struct vm *vm);
+void viommu_mmio(struct vm *vm, uint64_t off, uint8_t *data, uint32_t len,
+		 bool write);
+void viommu_print_stats(struct vm *vm);
+/*
+ * DMA of endpoint @ep at IOVA @iova through the guest's mappings; refused
+ * accesses are reported to the guest. Return 0 or -EFAULT.
+ */
+int viommu_dma(struct vm *vm, uint32_t ep, uint64_t iova, void *buf,
+	       size_t len, bool write);
+/* Whether @iova is mapped for endpoint @ep (for the "wild DMA" check) */
+bool viommu_is_mapped(struct vm *vm, uint32_t ep, uint64_t iova);
+
+/* rng.c */
+struct rng_opts {
+	uint64_t seed;
+	uint64_t wild_dma_at;	/* request number of the wild DMA, 0: none */
+	uint64_t wild_iova;
+};
+void rng_create(struct vm *vm, const struct rng_opts *opts);
+void rng_reset(struct vm *vm);
+void rng_print_stats(struct vm *vm);
+
+/* The stream of the virtio-rng device: byte @n of the stream from @seed */
+static inline uint64_t rng_stream_word(uint64_t seed, uint64_t n)
+{
+	/* splitmix64 of the word index: any byte is computable on its own */
+	uint64_t z = seed + (n + 1) * 0x9e3779b97f4a7c15ULL;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static inline uint8_t rng_stream_byte(uint64_t seed, uint64_t n)
+{
+	return rng_stream_word(seed, n / 8) >> (8 * (n % 8));
+}
+
+#endif
