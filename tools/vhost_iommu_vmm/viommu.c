@@ -362,8 +362,11 @@ static uint8_t viommu_request(struct viommu *vi, const uint8_t *req,
 				(unsigned long long)le64toh(m->virt_start),
 				(unsigned long long)le64toh(m->virt_end),
 				status);
+		else if (type == VIRTIO_IOMMU_T_PROBE)
+			vmm_log("%s endpoint %u: status %u", type_names[type],
+				le32toh(*(uint32_t *)(req + 4)), status);
 		else
-			vmm_log("%s endpoint/domain %u/%u: status %u",
+			vmm_log("%s endpoint %u domain %u: status %u",
 				type_names[type], le32toh(*(uint32_t *)(req + 8)),
 				le32toh(*(uint32_t *)(req + 4)), status);
 	}
