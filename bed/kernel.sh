@@ -78,6 +78,10 @@ if ! in_chroot bash -c "$MK -j$(nproc) Image headers > /cache/kbuild/$(basename 
 	die "kernel build failed (log: $BUILD.log)"
 fi
 grep -E 'warning:' "$BUILD.log" >&2 || true
+# Another user of this cache (tree.sh) may have checked out another tree
+# meanwhile: never store what was built under the wrong key.
+[ "$(git -C "$CACHE/linux" rev-parse HEAD)" = "$commit" ] ||
+	die "the tree at $CACHE/linux changed during the build: run it again, alone"
 log "kernel: built in $(( $(date +%s) - start )) s"
 
 rm -rf "$OUT.tmp"; mkdir -p "$OUT.tmp"

@@ -26,7 +26,7 @@
 #include "vmm.h"
 
 bool verbose;
-static volatile sig_atomic_t report_pc;
+static sig_atomic_t report_pc;
 static unsigned long long nr_exits, nr_mmio_exits;
 
 void vmm_log(const char *fmt, ...)
@@ -114,9 +114,9 @@ static void uart_mmio(struct vm *vm, uint64_t off, uint8_t *data,
 
 	if (write) {
 		memcpy(&val, data, len < 4 ? len : 4);
-		if (off == UART_DR)
+		if (off == UART_DR) {
 			uart_putc(vm, val & 0xff);
-		else if (off == UART_IMSC) {
+		} else if (off == UART_IMSC) {
 			vm->uart_imsc = val & 0x7ff;
 			uart_set_line(vm);
 		}

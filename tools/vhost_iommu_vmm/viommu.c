@@ -390,7 +390,6 @@ static int gpa_rw(void *ctx, uint64_t addr, void *buf, size_t len, bool write)
 	return 0;
 }
 
-
 /* The device's own accesses (rings, requests) are guest physical */
 static struct dma_ops gpa_dma = { .rw = gpa_rw };
 
@@ -1000,8 +999,8 @@ void viommu_print_stats(struct vm *vm)
 	pthread_mutex_lock(&vi->lock);
 	account_queue(vi);
 	vi->started = false;	/* counted once */
-	vmm_log("request queue: %llu requests posted by the guest, %llu "
-		"returned to it", (unsigned long long)vi->posted,
+	vmm_log("request queue: %llu requests posted by the guest, %llu returned to it",
+		(unsigned long long)vi->posted,
 		(unsigned long long)vi->returned);
 	vmm_log("virtio-iommu requests (%s):", vi->userspace ?
 		"served by the VMM from the queue" :
@@ -1024,11 +1023,11 @@ void viommu_print_stats(struct vm *vm)
 			vi->nr_unparseable);
 	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
 		maps += vi->doms[i].nr_maps;
-	vmm_log("mappings: %llu now, at most %llu in a domain; endpoint %u in "
-		"domain %d", (unsigned long long)maps,
+	vmm_log("mappings: %llu now, at most %llu in a domain; endpoint %u in domain %d",
+		(unsigned long long)maps,
 		(unsigned long long)vi->maps_max, RNG_ENDPOINT, vi->ep_dom);
-	vmm_log("endpoint DMA through the mappings: %llu bytes read, %llu "
-		"bytes written", (unsigned long long)vi->bytes_read,
+	vmm_log("endpoint DMA through the mappings: %llu bytes read, %llu bytes written",
+		(unsigned long long)vi->bytes_read,
 		(unsigned long long)vi->bytes_written);
 	vmm_log("faults: %llu reported, %llu lost; device resets: %llu",
 		(unsigned long long)vi->faults_reported,

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdnoreturn.h>
 
 #define GIC_DIST_BASE		0x08000000ULL
 #define GIC_DIST_SIZE		0x10000ULL
@@ -141,8 +142,8 @@ struct vm {
 
 /* main.c */
 void *gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
-void vmm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void vmm_log(const char *fmt, ...);
+noreturn void die(const char *fmt, ...);
 extern bool verbose;
 
 /* fdt.c */
@@ -165,6 +166,7 @@ bool vq_wants_irq(const struct dma_ops *dma, struct vq *q);
 struct viommu_opts {
 	bool userspace;		/* serve the request queue here, no vhost */
 };
+
 void viommu_create(struct vm *vm, const struct viommu_opts *opts);
 void viommu_destroy(struct vm *vm);
 void viommu_reset(struct vm *vm);
@@ -186,6 +188,7 @@ struct rng_opts {
 	uint64_t wild_dma_at;	/* request number of the wild DMA, 0: none */
 	uint64_t wild_iova;
 };
+
 void rng_create(struct vm *vm, const struct rng_opts *opts);
 void rng_reset(struct vm *vm);
 void rng_print_stats(struct vm *vm);

@@ -21,7 +21,8 @@
 #define RING_NUM	256
 #define MAX_FAULTS	64
 #define REC		sizeof(struct virtio_iommu_fault)
-#define FEATURES	(1ULL << VIRTIO_F_VERSION_1)
+#define BIT64(n)	(1ULL << (n))
+#define FEATURES	BIT64(VIRTIO_F_VERSION_1)
 
 static int report(int fd, const void *arg)
 {

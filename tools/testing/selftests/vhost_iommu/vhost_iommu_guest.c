@@ -273,7 +273,10 @@ static long long number(const struct run *r, const char *prefix,
 {
 	const char *line = find(r, prefix, needle), *p;
 
-	if (!line || !(p = strstr(line, key)))
+	if (!line)
+		return -1;
+	p = strstr(line, key);
+	if (!p)
 		return -1;
 	return strtoll(p + strlen(key), NULL, 0);
 }
@@ -307,7 +310,7 @@ static bool guest_splat(const struct run *r)
 	};
 
 	for (int i = 0; i < r->nr; i++)
-		for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+		for (size_t k = 0; k < ARRAY_SIZE(bad); k++)
 			if (strstr(r->lines[i], bad[k]))
 				return true;
 	return false;
@@ -333,7 +336,11 @@ static double dd_secs(const struct run *r, unsigned int boot)
 
 	snprintf(needle, sizeof(needle), "boot=%u ", boot);
 	line = find(r, "GUEST-DATA", needle);
-	if (!line || !(s = strstr(line, "start=")) || !(e = strstr(line, "end=")))
+	if (!line)
+		return -1;
+	s = strstr(line, "start=");
+	e = strstr(line, "end=");
+	if (!s || !e)
 		return -1;
 	return strtod(e + 4, NULL) - strtod(s + 6, NULL);
 }
@@ -364,7 +371,8 @@ static void check_run(const struct cfg *c, const struct run *r)
 		snprintf(needle, sizeof(needle), "boot=%u ", b);
 		ksft_test_result(find(r, "GUEST-BOOTED", needle) &&
 				 find(r, "GUEST-DMESG", "input address") &&
-				 find(r, "GUEST-DMESG", "a000200.virtio_mmio: Adding to iommu group") &&
+				 find(r, "GUEST-DMESG",
+				      "a000200.virtio_mmio: Adding to iommu group") &&
 				 find(r, "GUEST-RNG", "current=virtio_rng"),
 				 "%s: boot %u: virtio-iommu bound, endpoint in an IOMMU group, hwrng virtio_rng\n",
 				 c->name, b);
@@ -408,7 +416,7 @@ static void check_run(const struct cfg *c, const struct run *r)
 				 c->name, b);
 	}
 
-	for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+	for (size_t t = 0; t < ARRAY_SIZE(types); t++) {
 		long long n = requests(r, types[t], &fail);
 
 		if (n < 0 || fail)
@@ -433,7 +441,8 @@ static void check_run(const struct cfg *c, const struct run *r)
 	if (c->wild) {
 		snprintf(needle, sizeof(needle), "%u refused, 0 not refused",
 			 c->boots);
-		ksft_test_result(count(r, "vmm: refused DMA write of endpoint 1 at IOVA " WILD_IOVA, NULL) == (int)c->boots &&
+		ksft_test_result(count(r, "vmm: refused DMA write of endpoint 1 at IOVA "
+				       WILD_IOVA, NULL) == (int)c->boots &&
 				 find(r, "vmm: virtio-rng:", needle) &&
 				 number(r, "vmm: faults:", NULL, "reported, ") == 0,
 				 "%s: the wild DMA refused and reported in each boot, none lost\n",
