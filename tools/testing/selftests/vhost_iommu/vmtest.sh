@@ -240,11 +240,12 @@ fi
 stage "boot ($KREL, timeout ${TIMEOUT} s)"
 run_qemu $CRUN/initrd "$TIMEOUT" "$LOG" "$CMDLINE" &
 qpid=$!
-# Stream the test output (not the kernel log) while the VM runs.
+# Stream the test output (not the kernel log) while the VM runs; tail ends
+# with the VM (--pid), so the pipe is not held open after this script.
 SHOW='^(VMTEST|ok |not ok |# (PASSED|FAILED|Totals|  RUN|     OK|  FAIL|  SKIP))'
 [ "${VMTEST_VERBOSE:-0}" = 1 ] && SHOW='.'
 # The kernel log dumped at the end is for the verdict, not for the screen.
-( tail -n +1 -F "$LOG" 2>/dev/null | tr -d '\r' |
+( tail --pid="$qpid" -n +1 -F "$LOG" 2>/dev/null | tr -d '\r' |
   awk -v show="$SHOW" '/VMTEST-DMESG-BEGIN/ { skip = 1 } /VMTEST-DMESG-END/ { skip = 0; next }
 	!skip && $0 ~ show { print; fflush() }' ) &
 tpid=$!
