@@ -19,6 +19,7 @@
 
 #include "../kselftest_harness.h"
 #include "vhost_iommu_lib.h"
+#include "vi_hostile_lib.h"
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 
 #define TIMEOUT_MS	2000
@@ -50,80 +51,6 @@ FIXTURE(vhost_iommu_pri) {
 	int fault_fd;
 	uint32_t hwpt_id;
 };
-
-static int mock_setup(int fd, uint32_t *idev_id, uint32_t *stdev_id,
-		      uint32_t *viommu_id, uint32_t *fault_id, int *fault_fd,
-		      uint32_t *nested_id)
-{
-	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
-	struct iommu_test_cmd mock = {
-		.size = sizeof(mock),
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
-	};
-	struct iommu_hwpt_alloc parent = {
-		.size = sizeof(parent),
-		.flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
-	};
-	struct iommu_viommu_alloc viommu = {
-		.size = sizeof(viommu),
-		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
-	};
-	struct iommu_vdevice_alloc vdev = {
-		.size = sizeof(vdev),
-		.virt_id = MOCK_VSID,
-	};
-	struct iommu_fault_alloc fault = { .size = sizeof(fault) };
-	struct iommu_hwpt_selftest data = {
-		.iotlb = IOMMU_TEST_IOTLB_DEFAULT,
-	};
-	struct iommu_hwpt_alloc nested = {
-		.size = sizeof(nested),
-		.flags = IOMMU_HWPT_FAULT_ID_VALID,
-		.data_type = IOMMU_HWPT_DATA_SELFTEST,
-		.data_len = sizeof(data),
-		.data_uptr = (uintptr_t)&data,
-	};
-	struct iommu_test_cmd replace = {
-		.size = sizeof(replace),
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
-	};
-
-	if (ioctl(fd, IOMMU_IOAS_ALLOC, &ioas))
-		return -errno;
-	mock.id = ioas.out_ioas_id;
-	if (ioctl(fd, IOMMU_TEST_CMD, &mock))
-		return -errno;
-	*idev_id = mock.mock_domain.out_idev_id;
-	*stdev_id = mock.mock_domain.out_stdev_id;
-	parent.dev_id = *idev_id;
-	parent.pt_id = ioas.out_ioas_id;
-	if (ioctl(fd, IOMMU_HWPT_ALLOC, &parent))
-		return -errno;
-	viommu.dev_id = *idev_id;
-	viommu.hwpt_id = parent.out_hwpt_id;
-	if (ioctl(fd, IOMMU_VIOMMU_ALLOC, &viommu))
-		return -errno;
-	*viommu_id = viommu.out_viommu_id;
-	vdev.viommu_id = *viommu_id;
-	vdev.dev_id = *idev_id;
-	if (ioctl(fd, IOMMU_VDEVICE_ALLOC, &vdev))
-		return -errno;
-	if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fault))
-		return -errno;
-	*fault_id = fault.out_fault_id;
-	*fault_fd = fault.out_fault_fd;
-	nested.dev_id = *idev_id;
-	nested.pt_id = *viommu_id;
-	nested.fault_id = *fault_id;
-	if (ioctl(fd, IOMMU_HWPT_ALLOC, &nested))
-		return -errno;
-	*nested_id = nested.out_hwpt_id;
-	replace.id = *stdev_id;
-	replace.mock_domain_replace.pt_id = *nested_id;
-	if (ioctl(fd, IOMMU_TEST_CMD, &replace))
-		return -errno;
-	return 0;
-}
 
 static int set_fault_queue(int fd, uint32_t flags, int fault_fd)
 {
@@ -246,6 +173,7 @@ static int page_resp(struct vi_dev *d, uint32_t endpoint, uint32_t flags,
 
 FIXTURE_SETUP(vhost_iommu_pri)
 {
+	struct vi_mock m;
 	int ret;
 
 	self->iommufd = -1;
@@ -255,14 +183,17 @@ FIXTURE_SETUP(vhost_iommu_pri)
 		SKIP(return, "no /dev/vhost-iommu");
 	ASSERT_EQ(0, ret);
 	ASSERT_EQ(0, vi_setup(&self->d, FEATURES, RING_NUM));
-	self->iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	ASSERT_LE(0, self->iommufd);
-	ret = mock_setup(self->iommufd, &self->idev_id, &self->stdev_id,
-			 &self->viommu_id, &self->fault_id, &self->fault_fd,
-			 &self->hwpt_id);
+	ret = vi_mock_setup(&m, MOCK_VSID);
 	if (ret == -ENOTTY)
 		SKIP(return, "no iommufd selftest mock");
 	ASSERT_EQ(0, ret);
+	self->iommufd = m.iommufd;
+	self->fault_fd = m.fault_fd;
+	self->idev_id = m.idev_id;
+	self->stdev_id = m.stdev_id;
+	self->viommu_id = m.viommu_id;
+	self->fault_id = m.fault_id;
+	self->hwpt_id = m.nested_id;
 	ASSERT_EQ(0, bind_all(&self->d, self->iommufd, self->viommu_id,
 			      self->idev_id, self->fault_fd));
 }
