@@ -5,7 +5,8 @@
 #   bed/kernel.sh [debug|bench]
 #
 # debug (default): the selftest config fragment plus config.debug (KASAN,
-# UBSAN, lockdep, kmemleak, KUnit). bench: the fragment alone, for figures.
+# UBSAN, lockdep, kmemleak, KUnit). bench: the fragment plus config.bench
+# (the function profiler, patched out while off), for figures.
 #
 # The build directory is kept per flavour and toolchain; kbuild rebuilds
 # what changed. The finished Image and uAPI headers are also stored under a
@@ -17,7 +18,7 @@ FLAVOR=${1:-debug}
 ST=tools/testing/selftests/vhost_iommu
 case "$FLAVOR" in
 debug) FRAGS="$ST/config $ST/config.debug" ;;
-bench) FRAGS="$ST/config" ;;
+bench) FRAGS="$ST/config $ST/config.bench" ;;
 *) die "unknown flavour $FLAVOR" ;;
 esac
 
