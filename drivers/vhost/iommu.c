@@ -259,7 +259,8 @@ struct vhost_iommu_prq {
  * @queued: Forwarded requests the VMM has not read yet
  * @sent: Forwarded requests the VMM has read and not answered yet
  * @answered: Answered requests waiting for the device to run again
- * @nr_pending: Number of requests in the three lists
+ * @nr_pending: Number of requests in the three lists; written under @lock
+ *              and the request queue's mutex, or with the device stopped
  * @next_cookie: The cookie of the next forwarded request
  * @wq: Readers and pollers of the channel
  * @ictx: The iommufd bound with VHOST_IOMMU_SET_IOMMUFD
@@ -323,14 +324,14 @@ static bool vhost_iommu_has_queued(struct vhost_iommu *v)
 	return ret;
 }
 
+/*
+ * @nr_pending only changes under the request queue's mutex (or with the
+ * device stopped): its holder, the worker, reads it without @lock.
+ */
 static bool vhost_iommu_full(struct vhost_iommu *v)
 {
-	bool ret;
-
-	spin_lock(&v->lock);
-	ret = v->nr_pending >= VHOST_IOMMU_MAX_PENDING;
-	spin_unlock(&v->lock);
-	return ret;
+	lockdep_assert_held(&v->vqs[VHOST_IOMMU_VQ_REQ].mutex);
+	return v->nr_pending >= VHOST_IOMMU_MAX_PENDING;
 }
 
 /*
@@ -385,6 +386,13 @@ static int vhost_iommu_write_resp(const struct iovec *iov, unsigned int nr,
 	struct virtio_iommu_req_tail tail = { .status = status };
 	size_t len = payload_len + sizeof(tail);
 	struct iov_iter to;
+
+	/* Most responses are a tail in the first writable buffer */
+	if (!payload_len && nr && iov[0].iov_len >= sizeof(tail)) {
+		if (copy_to_user(iov[0].iov_base, &tail, sizeof(tail)))
+			return -EFAULT;
+		return len;
+	}
 
 	iov_iter_init(&to, ITER_DEST, iov, nr, len);
 	if (payload_len && copy_to_iter(payload, payload_len, &to) != payload_len)
@@ -460,12 +468,8 @@ static int vhost_iommu_forward(struct vhost_iommu *v, unsigned int head,
 
 static bool vhost_iommu_has_pending(struct vhost_iommu *v)
 {
-	bool ret;
-
-	spin_lock(&v->lock);
-	ret = v->nr_pending;
-	spin_unlock(&v->lock);
-	return ret;
+	lockdep_assert_held(&v->vqs[VHOST_IOMMU_VQ_REQ].mutex);
+	return v->nr_pending;
 }
 
 static u8 vhost_iommu_errno_to_status(int err)
@@ -976,10 +980,14 @@ static int vhost_iommu_handle_req(struct vhost_iommu *v,
 	 * buf, and the guest allows reading its whole device-readable part.
 	 */
 	copy_len = min(*out_len, sizeof(buf));
-	iov_iter_init(&from, ITER_SOURCE, vq->iov, out, copy_len);
-	if (!copy_from_iter_full(buf, copy_len, &from)) {
-		vq_err(vq, "vhost-iommu: faulted on the request\n");
-		return 0;
+	if (vq->iov[0].iov_len >= copy_len) {
+		/* The usual case: the request is in one buffer */
+		if (copy_from_user(buf, vq->iov[0].iov_base, copy_len))
+			goto fault;
+	} else {
+		iov_iter_init(&from, ITER_SOURCE, vq->iov, out, copy_len);
+		if (!copy_from_iter_full(buf, copy_len, &from))
+			goto fault;
 	}
 
 	req_len = vhost_iommu_req_len(vq, buf[0]);
@@ -1008,6 +1016,10 @@ static int vhost_iommu_handle_req(struct vhost_iommu *v,
 	/* What the kernel collected comes first */
 	*added |= vhost_iommu_flush_batch(v, vq);
 	return vhost_iommu_forward(v, head, in_iov, in, in_len, buf, req_len);
+
+fault:
+	vq_err(vq, "vhost-iommu: faulted on the request\n");
+	return 0;
 }
 
 static void vhost_iommu_handle_req_vq(struct vhost_iommu *v)

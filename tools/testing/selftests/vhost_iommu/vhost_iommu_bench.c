@@ -1148,8 +1148,8 @@ static void report(struct target *t)
 }
 
 /*
- * -p: after the figures, one more measurement of each INVALIDATE path at
- * batch 1 and 64 with the kernel's function profiler on (CONFIG_FUNCTION_PROFILER,
+ * -p: after the figures, one more measurement of each path at batch 1 and
+ * 64 with the kernel's function profiler on (CONFIG_FUNCTION_PROFILER,
  * in the bench kernel's config), limited to the functions of the paths. Times
  * include the children and exclude sleeping; the profiler's own hooks inflate
  * them, so read them as shares, not as costs.
@@ -1166,6 +1166,8 @@ static const char * const prof_funcs[] = {
 	"arm_smmu_cmdq_poll_until_sync", "eventfd_signal_mask", "eventfd_write", "eventfd_read",
 	"do_sys_poll", "try_to_wake_up", "_copy_from_iter", "_copy_to_iter",
 	"__arm64_sys_ioctl", "__arm64_sys_write", "__arm64_sys_read", "__arm64_sys_ppoll",
+	"iommufd_fault_*", "iommufd_auto_response_faults", "iommu_report_device_fault",
+	"iopf_group_response", "mock_domain_page_response",
 };
 
 static int trace_put(const char *file, const char *val, bool append)
@@ -1264,7 +1266,9 @@ static int prof_collect(struct prof_ent *ent, int max)
 
 static int run_profile(struct target *t)
 {
-	static const int paths[] = { PATH_FAST, PATH_USER, PATH_FLOOR, PATH_RING };
+	static const int paths[] = {
+		PATH_FAST, PATH_USER, PATH_FLOOR, PATH_RING, PATH_PRQ_K, PATH_PRQ_U,
+	};
 	static struct prof_ent ent[512];
 	struct sample s;
 	int ret = 0;
@@ -1275,7 +1279,7 @@ static int run_profile(struct target *t)
 			unsigned int batch = batches[bi];
 			double reqs;
 
-			if (batch == 8)
+			if (batch == 8 || !has_path(t, p))
 				continue;
 			rounds = (nr_reqs + batch - 1) / batch;
 			reqs = (double)rounds * batch;
@@ -1342,7 +1346,7 @@ static int run_target(struct target *t)
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"Usage: %s [-n REQS] [-r REPEATS] [-t mock|smmuv3]... [-p]\n  -n  requests per measurement (default %d)\n  -r  repeats, at most 64 (default %d)\n  -t  target, mock or smmuv3 (default: both)\n  -p  then profile each INVALIDATE path at batch 1 and 64 (function profiler)\n",
+		"Usage: %s [-n REQS] [-r REPEATS] [-t mock|smmuv3]... [-p]\n  -n  requests per measurement (default %d)\n  -r  repeats, at most 64 (default %d)\n  -t  target, mock or smmuv3 (default: both)\n  -p  then profile each path at batch 1 and 64 (function profiler)\n",
 		prog, nr_reqs, nr_reps);
 }
 

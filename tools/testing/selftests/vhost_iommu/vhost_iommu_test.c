@@ -22,6 +22,7 @@
 
 #include "../kselftest_harness.h"
 #include "vhost_iommu_lib.h"
+#include "vi_hostile_lib.h"
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 
 #define TIMEOUT_MS	2000
@@ -986,47 +987,6 @@ TEST_F(vhost_iommu, new_worker)
 	ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS));
 }
 
-/* The vhost worker of this process: the thread named "vhost-<pid>" */
-static int worker_tid(void)
-{
-	char path[300], comm[32];
-	struct dirent *de;
-	int tid = -1;
-	DIR *dir;
-
-	dir = opendir("/proc/self/task");
-	if (!dir)
-		return -1;
-	while (tid < 0 && (de = readdir(dir))) {
-		FILE *f;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
-			 de->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "vhost-", 6))
-			tid = atoi(de->d_name);
-		fclose(f);
-	}
-	closedir(dir);
-	return tid;
-}
-
-static int write_file(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t ret;
-
-	if (fd < 0)
-		return -errno;
-	ret = write(fd, val, strlen(val));
-	close(fd);
-	return ret < 0 ? -errno : 0;
-}
-
 /*
  * An allocation failure in the worker (fail-nth on the vhost worker thread):
  * the request gets VIRTIO_IOMMU_S_DEVERR, nothing leaks, the next one works.
@@ -1040,15 +1000,15 @@ TEST_F(vhost_iommu, worker_alloc_failure)
 	uint32_t id, len;
 	int tid, fd, head;
 
-	tid = worker_tid();
+	tid = vi_worker_tid();
 	if (tid < 0)
 		SKIP(return, "no vhost worker thread found");
 	/* Sleeping allocations are not injected by default */
-	if (write_file("/sys/kernel/debug/failslab/ignore-gfp-wait", "N"))
+	if (vi_write_file("/sys/kernel/debug/failslab/ignore-gfp-wait", "N"))
 		SKIP(return, "no failslab in debugfs");
-	write_file("/sys/kernel/debug/failslab/verbose", "0");
+	vi_write_file("/sys/kernel/debug/failslab/verbose", "0");
 	snprintf(path, sizeof(path), "/proc/self/task/%d/fail-nth", tid);
-	ASSERT_EQ(0, write_file(path, "1"));
+	ASSERT_EQ(0, vi_write_file(path, "1"));
 
 	resp = make_resp(&self->d, TAIL);
 	head = vi_post_req(&self->d,
@@ -1132,44 +1092,6 @@ static int mock_setup(int *fd, uint32_t *idev_id, uint32_t *viommu_id,
 		return -errno;
 	*vdev_id = vdev.out_vdevice_id;
 	return 0;
-}
-
-static int set_iommufd(int fd, int iommufd)
-{
-	struct vhost_iommu_iommufd cmd = {
-		.size = sizeof(cmd),
-		.iommufd = iommufd,
-	};
-
-	return ioctl(fd, VHOST_IOMMU_SET_IOMMUFD, &cmd) ? -errno : 0;
-}
-
-static int set_domain(int fd, uint32_t flags, uint32_t domain,
-		      uint32_t viommu_id)
-{
-	struct vhost_iommu_domain cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.domain = domain,
-		.viommu_id = viommu_id,
-	};
-
-	return ioctl(fd, VHOST_IOMMU_SET_DOMAIN, &cmd) ? -errno : 0;
-}
-
-static int set_endpoint(int fd, uint32_t flags, uint32_t endpoint,
-			uint32_t domain, uint32_t dev_id, uint64_t vdev_id)
-{
-	struct vhost_iommu_endpoint cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.endpoint = endpoint,
-		.domain = domain,
-		.dev_id = dev_id,
-		.vdev_id = vdev_id,
-	};
-
-	return ioctl(fd, VHOST_IOMMU_SET_ENDPOINT, &cmd) ? -errno : 0;
 }
 
 /* Read and clear the mock vIOMMU's log of virtio entries */
@@ -1269,62 +1191,62 @@ TEST_F(vhost_iommu_bind, bind_ioctls)
 	int other;
 
 	/* Nothing bound yet */
-	EXPECT_EQ(-EINVAL, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
-	EXPECT_EQ(-ENOENT, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
+	EXPECT_EQ(-EINVAL, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	EXPECT_EQ(-ENOENT, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
 					self->idev_id, MOCK_VSID));
 	/* Not an iommufd, not a file */
-	EXPECT_EQ(-EBADFD, set_iommufd(self->d.fd, self->d.vqs[0].kick_fd));
-	EXPECT_EQ(-EBADF, set_iommufd(self->d.fd, 1000));
-	EXPECT_EQ(-EBADF, set_iommufd(self->d.fd, -2));
+	EXPECT_EQ(-EBADFD, vi_set_iommufd(self->d.fd, self->d.vqs[0].kick_fd));
+	EXPECT_EQ(-EBADF, vi_set_iommufd(self->d.fd, 1000));
+	EXPECT_EQ(-EBADF, vi_set_iommufd(self->d.fd, -2));
 
-	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
-	EXPECT_EQ(-EBUSY, set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
+	EXPECT_EQ(-EBUSY, vi_set_iommufd(self->d.fd, self->iommufd));
 
 	/* Wrong object IDs and types */
-	EXPECT_EQ(-ENOENT, set_domain(self->d.fd, 0, DOM_ID, 0xbad));
-	EXPECT_EQ(-ENOENT, set_domain(self->d.fd, 0, DOM_ID, self->idev_id));
-	EXPECT_EQ(-EOPNOTSUPP, set_domain(self->d.fd, 2, DOM_ID,
+	EXPECT_EQ(-ENOENT, vi_set_domain(self->d.fd, 0, DOM_ID, 0xbad));
+	EXPECT_EQ(-ENOENT, vi_set_domain(self->d.fd, 0, DOM_ID, self->idev_id));
+	EXPECT_EQ(-EOPNOTSUPP, vi_set_domain(self->d.fd, 2, DOM_ID,
 					  self->viommu_id));
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
-	EXPECT_EQ(-EEXIST, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	EXPECT_EQ(-EEXIST, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 
 	/* The vIOMMU is held */
 	destroy.id = self->viommu_id;
 	EXPECT_EQ(-1, ioctl(self->iommufd, IOMMU_DESTROY, &destroy));
 	EXPECT_EQ(EBUSY, errno);
 
-	EXPECT_EQ(-EINVAL, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
+	EXPECT_EQ(-EINVAL, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
 					self->idev_id, 1ULL << 32));
-	EXPECT_EQ(-ENOENT, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID + 1,
+	EXPECT_EQ(-ENOENT, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID + 1,
 					self->idev_id, MOCK_VSID));
-	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
 				  MOCK_VSID));
-	EXPECT_EQ(-EEXIST, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
+	EXPECT_EQ(-EEXIST, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
 					self->idev_id, MOCK_VSID));
 
 	/* Unbinding in the wrong order */
-	EXPECT_EQ(-EBUSY, set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
+	EXPECT_EQ(-EBUSY, vi_set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
 				     DOM_ID, 0));
-	EXPECT_EQ(-EBUSY, set_iommufd(self->d.fd, -1));
-	EXPECT_EQ(-EINVAL, set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
+	EXPECT_EQ(-EBUSY, vi_set_iommufd(self->d.fd, -1));
+	EXPECT_EQ(-EINVAL, vi_set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
 					EP_ID, DOM_ID, 0, 0));
-	ASSERT_EQ(0, set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND, EP_ID,
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND, EP_ID,
 				  0, 0, 0));
-	EXPECT_EQ(-ENOENT, set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
+	EXPECT_EQ(-ENOENT, vi_set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
 					EP_ID, 0, 0, 0));
-	ASSERT_EQ(0, set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND, DOM_ID,
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND, DOM_ID,
 				0));
-	EXPECT_EQ(-ENOENT, set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
+	EXPECT_EQ(-ENOENT, vi_set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
 				      DOM_ID, 0));
-	ASSERT_EQ(0, set_iommufd(self->d.fd, -1));
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, -1));
 
 	/* Closing the iommufd while bound: the device keeps it alive */
 	other = dup(self->iommufd);
 	ASSERT_LE(0, other);
-	ASSERT_EQ(0, set_iommufd(self->d.fd, other));
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, other));
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 	close(other);
-	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
 				  MOCK_VSID));
 	/* Teardown closes the device with everything bound */
 }
@@ -1347,8 +1269,8 @@ TEST_F(vhost_iommu_bind, inval_in_kernel)
 	struct vhost_iommu_req_msg msg;
 	uint32_t len, num, calls;
 
-	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
 			      &calls));
 
@@ -1388,7 +1310,7 @@ TEST_F(vhost_iommu_bind, inval_in_kernel)
 	EXPECT_EQ(0, calls);
 
 	/* With an endpoint: its vdev_id, PASID table cache kept */
-	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
 				  MOCK_VSID));
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
 		  inval_status(&self->d,
@@ -1407,8 +1329,8 @@ TEST_F(vhost_iommu_bind, inval_in_kernel)
 	EXPECT_EQ(MOCK_VSID, recs[0].entry.vdev_id);
 
 	/* An endpoint whose vSID is no vDEVICE: the driver refuses it */
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID + 2, self->viommu_id));
-	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID + 1, DOM_ID + 2,
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID + 2, self->viommu_id));
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID + 1, DOM_ID + 2,
 				  self->idev_id, MOCK_VSID + 1));
 	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
 		  inval_status(&self->d,
@@ -1436,8 +1358,8 @@ TEST_F(vhost_iommu_bind, inval_validation)
 	struct vhost_iommu_req_msg msg;
 	uint32_t len;
 
-	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 
 	static const struct {
 		size_t off;
@@ -1495,8 +1417,8 @@ TEST_F(vhost_iommu_bind, inval_barrier)
 	uint32_t id, len;
 	int head;
 
-	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 
 	vi_post_req(&self->d, make_req(&self->d, VIRTIO_IOMMU_T_ATTACH,
 				       attach_len, 0),
@@ -1530,12 +1452,12 @@ TEST_F(vhost_iommu_bind, inval_partial_failure)
 	uint32_t id, len, num, calls;
 	int heads[3];
 
-	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
-	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
 				  MOCK_VSID));
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID + 1, self->viommu_id));
-	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID + 1, DOM_ID + 1,
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID + 1, self->viommu_id));
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID + 1, DOM_ID + 1,
 				  self->idev_id, MOCK_VSID + 1));
 	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
 			      &calls));
@@ -1581,9 +1503,9 @@ TEST_F(vhost_iommu_bind, inval_batch)
 	struct vhost_iommu_req_msg msg;
 	uint8_t *resps[100];
 
-	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
-	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
 				  MOCK_VSID));
 	for (int i = 0; i < 100; i++) {
 		resps[i] = make_resp(&self->d, TAIL);
@@ -1618,9 +1540,9 @@ TEST_F(vhost_iommu_bind, reset_unbinds)
 {
 	struct iommu_destroy destroy = { .size = sizeof(destroy) };
 
-	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
-	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
 				  MOCK_VSID));
 
 	destroy.id = self->vdev_id;
@@ -1653,9 +1575,9 @@ TEST_F(vhost_iommu_bind, inval_latency)
 	uint32_t id, len;
 	uint8_t *inv[2];
 
-	ASSERT_EQ(0, set_iommufd(self->d.fd, self->iommufd));
-	ASSERT_EQ(0, set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
-	ASSERT_EQ(0, set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
 				  MOCK_VSID));
 	inv[0] = make_inval(&self->d, DOM_ID, VIRTIO_IOMMU_INVAL_S_ADDRESS,
 			    VIRTIO_IOMMU_INVAL_C_TLB, VIRTIO_IOMMU_INVAL_F_ID);

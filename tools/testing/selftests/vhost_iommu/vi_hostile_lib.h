@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Shared by the hostile-input programs (vhost_iommu_fuzz, vhost_iommu_hostile):
+ * Shared by the programs that drive a mock VM (vhost_iommu_test, vhost_iommu_pri,
+ * vhost_iommu_fuzz, vhost_iommu_hostile):
  * an iommufd selftest mock "VM" (device, vIOMMU, vDEVICE, fault queue), the
  * vhost-iommu bindings, and fault-injection helpers (fail-nth).
  */
