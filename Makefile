@@ -10,7 +10,7 @@
 #   make bench     INVALIDATE throughput on the non-debug kernel: fast path,
 #                  userspace VMM, bare ioctl (BENCH_ARGS=-n,2048,-r,9)
 #
-# Other targets: toolchain, tree, kernel, bench-kernel, regen, checkpatch,
+# Other targets: toolchain, tree, kernel, bench-kernel, regen, checkpatch, lint,
 # series, series-build, docs, ci, shell, clean-cache.
 # T=name runs one test: make test T=nested_smmu
 
@@ -18,7 +18,7 @@ CACHE ?= $(or $(VHOST_IOMMU_CACHE),$(HOME)/.cache/vhost-iommu)
 export VHOST_IOMMU_CACHE := $(CACHE)
 ST := tools/testing/selftests/vhost_iommu
 
-.PHONY: all demo test bench toolchain tree kernel bench-kernel regen checkpatch series series-build docs ci shell clean-cache help
+.PHONY: all demo test bench toolchain tree kernel bench-kernel regen checkpatch lint series series-build docs ci shell clean-cache help
 
 all: help
 
@@ -54,6 +54,10 @@ regen:
 
 checkpatch: tree
 	bash bed/checkpatch.sh
+
+# W=1 and sparse on every C file the series changes; lines it adds must be clean.
+lint: toolchain
+	bash bed/lint.sh
 
 clean-cache:
 	-bash -c '. bed/common.sh; for c in "$$CACHE"/chroot-*; do CHROOT=$$c umount_chroot; done'

@@ -5,10 +5,10 @@
 # Edit files in $CACHE/linux and commit them there (one commit per logical
 # change, with a proper subject and message). Then run this script:
 #  - changes to the repository's own new files are copied back as plain files;
-#  - changes to files of the base tree become patches: a commit touching a
-#    file already changed by patch NNNN is folded into that patch when it
-#    touches only that patch's files (pass --new to always append); otherwise
-#    it is appended to patches/ and patches/series as a new patch.
+#  - changes to files of the base tree become patches: each commit is
+#    appended to patches/ and patches/series as a new patch. To fix an
+#    existing patch instead, squash the fix into its commit in a worktree at
+#    that commit, format it, and replace the diff part of the patch file.
 # Afterwards the assembled tree is rebuilt from the repository, so both agree.
 . "$(dirname "$0")/common.sh"
 
