@@ -1289,13 +1289,15 @@ static int run_profile(struct target *t)
 			if (ret)
 				break;
 			n = prof_collect(ent, ARRAY_SIZE(ent));
-			printf("\n-- %s: profile of %s at batch %u, %.0f requests (inclusive us per request, calls per request) --\n",
+			printf("\n-- %s: profile of %s at batch %u, %.0f requests --\n",
 			       t->name, path_name[p], batch, reqs);
+			printf("   (inclusive us per request, calls per request)\n");
 			for (int i = 0; i < n && i < 24; i++) {
 				printf("  %-40s %10.2f us/rq %8.3f calls/rq\n", ent[i].name,
 				       ent[i].us / reqs, ent[i].hits / reqs);
-				printf("BENCH-PROFILE target=%s path=%s batch=%u func=%s us_per_req=%.3f calls_per_req=%.4f\n",
-				       t->name, path_name[p], batch, ent[i].name,
+				printf("BENCH-PROFILE target=%s path=%s batch=%u func=%s ",
+				       t->name, path_name[p], batch, ent[i].name);
+				printf("us_per_req=%.3f calls_per_req=%.4f\n",
 				       ent[i].us / reqs, ent[i].hits / reqs);
 			}
 		}

@@ -1193,7 +1193,7 @@ TEST_F(vhost_iommu_bind, bind_ioctls)
 	/* Nothing bound yet */
 	EXPECT_EQ(-EINVAL, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 	EXPECT_EQ(-ENOENT, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
-					self->idev_id, MOCK_VSID));
+					   self->idev_id, MOCK_VSID));
 	/* Not an iommufd, not a file */
 	EXPECT_EQ(-EBADFD, vi_set_iommufd(self->d.fd, self->d.vqs[0].kick_fd));
 	EXPECT_EQ(-EBADF, vi_set_iommufd(self->d.fd, 1000));
@@ -1206,7 +1206,7 @@ TEST_F(vhost_iommu_bind, bind_ioctls)
 	EXPECT_EQ(-ENOENT, vi_set_domain(self->d.fd, 0, DOM_ID, 0xbad));
 	EXPECT_EQ(-ENOENT, vi_set_domain(self->d.fd, 0, DOM_ID, self->idev_id));
 	EXPECT_EQ(-EOPNOTSUPP, vi_set_domain(self->d.fd, 2, DOM_ID,
-					  self->viommu_id));
+					     self->viommu_id));
 	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 	EXPECT_EQ(-EEXIST, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 
@@ -1216,28 +1216,28 @@ TEST_F(vhost_iommu_bind, bind_ioctls)
 	EXPECT_EQ(EBUSY, errno);
 
 	EXPECT_EQ(-EINVAL, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
-					self->idev_id, 1ULL << 32));
+					   self->idev_id, 1ULL << 32));
 	EXPECT_EQ(-ENOENT, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID + 1,
-					self->idev_id, MOCK_VSID));
+					   self->idev_id, MOCK_VSID));
 	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
-				  MOCK_VSID));
+				     MOCK_VSID));
 	EXPECT_EQ(-EEXIST, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
-					self->idev_id, MOCK_VSID));
+					   self->idev_id, MOCK_VSID));
 
 	/* Unbinding in the wrong order */
 	EXPECT_EQ(-EBUSY, vi_set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
-				     DOM_ID, 0));
+					DOM_ID, 0));
 	EXPECT_EQ(-EBUSY, vi_set_iommufd(self->d.fd, -1));
 	EXPECT_EQ(-EINVAL, vi_set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
-					EP_ID, DOM_ID, 0, 0));
+					   EP_ID, DOM_ID, 0, 0));
 	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND, EP_ID,
-				  0, 0, 0));
+				     0, 0, 0));
 	EXPECT_EQ(-ENOENT, vi_set_endpoint(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
-					EP_ID, 0, 0, 0));
+					   EP_ID, 0, 0, 0));
 	ASSERT_EQ(0, vi_set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND, DOM_ID,
-				0));
+				   0));
 	EXPECT_EQ(-ENOENT, vi_set_domain(self->d.fd, VHOST_IOMMU_BIND_UNBIND,
-				      DOM_ID, 0));
+					 DOM_ID, 0));
 	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, -1));
 
 	/* Closing the iommufd while bound: the device keeps it alive */
@@ -1247,7 +1247,7 @@ TEST_F(vhost_iommu_bind, bind_ioctls)
 	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 	close(other);
 	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
-				  MOCK_VSID));
+				     MOCK_VSID));
 	/* Teardown closes the device with everything bound */
 }
 
@@ -1311,7 +1311,7 @@ TEST_F(vhost_iommu_bind, inval_in_kernel)
 
 	/* With an endpoint: its vdev_id, PASID table cache kept */
 	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
-				  MOCK_VSID));
+				     MOCK_VSID));
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
 		  inval_status(&self->d,
 			       make_inval(&self->d, DOM_ID,
@@ -1331,7 +1331,7 @@ TEST_F(vhost_iommu_bind, inval_in_kernel)
 	/* An endpoint whose vSID is no vDEVICE: the driver refuses it */
 	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID + 2, self->viommu_id));
 	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID + 1, DOM_ID + 2,
-				  self->idev_id, MOCK_VSID + 1));
+				     self->idev_id, MOCK_VSID + 1));
 	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
 		  inval_status(&self->d,
 			       make_inval(&self->d, DOM_ID + 2,
@@ -1455,10 +1455,10 @@ TEST_F(vhost_iommu_bind, inval_partial_failure)
 	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
 	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
-				  MOCK_VSID));
+				     MOCK_VSID));
 	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID + 1, self->viommu_id));
 	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID + 1, DOM_ID + 1,
-				  self->idev_id, MOCK_VSID + 1));
+				     self->idev_id, MOCK_VSID + 1));
 	ASSERT_EQ(0, read_log(self->iommufd, self->viommu_id, recs, &num,
 			      &calls));
 
@@ -1506,7 +1506,7 @@ TEST_F(vhost_iommu_bind, inval_batch)
 	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
 	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
-				  MOCK_VSID));
+				     MOCK_VSID));
 	for (int i = 0; i < 100; i++) {
 		resps[i] = make_resp(&self->d, TAIL);
 		ASSERT_LE(0, vi_post_req(&self->d,
@@ -1543,7 +1543,7 @@ TEST_F(vhost_iommu_bind, reset_unbinds)
 	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
 	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
-				  MOCK_VSID));
+				     MOCK_VSID));
 
 	destroy.id = self->vdev_id;
 	ASSERT_EQ(0, ioctl(self->iommufd, IOMMU_DESTROY, &destroy));
@@ -1578,7 +1578,7 @@ TEST_F(vhost_iommu_bind, inval_latency)
 	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->iommufd));
 	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->viommu_id));
 	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID, self->idev_id,
-				  MOCK_VSID));
+				     MOCK_VSID));
 	inv[0] = make_inval(&self->d, DOM_ID, VIRTIO_IOMMU_INVAL_S_ADDRESS,
 			    VIRTIO_IOMMU_INVAL_C_TLB, VIRTIO_IOMMU_INVAL_F_ID);
 	inv[1] = make_inval(&self->d, DOM_ID + 1, VIRTIO_IOMMU_INVAL_S_ADDRESS,
