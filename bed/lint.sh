@@ -21,8 +21,9 @@ SPARSE_DIR="$TOOLS/sparse-${SPARSE_VERSION//\~/_}"
 if [ ! -x "$SPARSE_DIR/usr/bin/sparse" ]; then
 	mkdir -p "$TOOLS"
 	log "lint: fetching $SPARSE_DEB"
-	curl -sSf -m 300 -o "$TOOLS/$SPARSE_DEB.tmp" "$SPARSE_URL" ||
-		die "cannot download $SPARSE_URL"
+	# In the chroot: a fresh host may have neither curl nor python3
+	in_chroot python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+		"$SPARSE_URL" "/cache/tools/$SPARSE_DEB.tmp" || die "cannot download $SPARSE_URL"
 	echo "$SPARSE_SHA256  $TOOLS/$SPARSE_DEB.tmp" | sha256sum -c --quiet ||
 		die "$SPARSE_DEB: checksum mismatch"
 	mv "$TOOLS/$SPARSE_DEB.tmp" "$TOOLS/$SPARSE_DEB"
@@ -54,18 +55,18 @@ MK="make -s -C /cache/linux O=/cache/kbuild/$(basename "$BUILD") ARCH=arm64 \
 CROSS_COMPILE=aarch64-linux-gnu- CC='ccache aarch64-linux-gnu-gcc'"
 # Every object is rebuilt (W=1 changes the command line), so each is checked.
 rm -f "${objs[@]/#/$BUILD/}"
-in_chroot bash -c "$MK olddefconfig >/dev/null && $MK W=1 C=2 CHECK=$CHECKER ${objs[*]}" \
-	> "$BUILD.log" 2>&1
-rc=$?
-if [ "$rc" != 0 ]; then
+if ! in_chroot bash -c "$MK olddefconfig >/dev/null && $MK W=1 C=2 CHECK=$CHECKER ${objs[*]}" \
+	> "$BUILD.log" 2>&1; then
 	tail -30 "$BUILD.log" >&2
 	die "lint: the build failed (log: $BUILD.log)"
 fi
-grep -q 'sparse is not available' "$BUILD.log" && die "lint: sparse was not usable (log: $BUILD.log)"
+if grep -q 'sparse is not available' "$BUILD.log"; then
+	die "lint: sparse was not usable (log: $BUILD.log)"
+fi
 
 # Keep the diagnostics on lines the series adds (new files: every line)
 git -C "$TREE" diff -U0 base "$commit" -- . ':!tools' ':!Documentation' > "$BUILD.diff"
-python3 - "$BUILD.log" "$BUILD.diff" <<'EOF'
+cat > "$BUILD.py" <<'EOF'
 import re, sys
 
 added = {}
@@ -94,3 +95,5 @@ for l in ours:
 print(f"lint: {len(ours)} diagnostics on lines the series adds, {base} elsewhere (the base's)")
 sys.exit(1 if ours else 0)
 EOF
+B=/cache/kbuild/$(basename "$BUILD")
+in_chroot python3 "$B.py" "$B.log" "$B.diff"
