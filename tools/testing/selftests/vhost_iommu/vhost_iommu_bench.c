@@ -60,6 +60,7 @@
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 #include "nested_smmu_lib.h"
 #include "vhost_iommu_lib.h"
+#include "vi_hostile_lib.h"
 
 #define BIT64(n)	(1ULL << (n))
 #define FEATURES	(BIT64(VIRTIO_F_VERSION_1) | BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE))
@@ -539,105 +540,45 @@ static void uvmm_teardown(struct target *t)
 		munmap(u->g.mem, VI_MEM_SIZE);
 }
 
-/*
- * Attach mock device @stdev_id (iommufd device @dev_id) to a nested HWPT of
- * the vIOMMU with a new fault queue, whose fd is returned in @fault_fd.
- */
-static int mock_fault_attach(struct target *t, uint32_t dev_id,
-			     uint32_t stdev_id, int *fault_fd)
-{
-	struct iommu_fault_alloc fault = { .size = sizeof(fault) };
-	struct iommu_hwpt_selftest data = {
-		.iotlb = IOMMU_TEST_IOTLB_DEFAULT,
-	};
-	struct iommu_hwpt_alloc nested = {
-		.size = sizeof(nested),
-		.flags = IOMMU_HWPT_FAULT_ID_VALID,
-		.data_type = IOMMU_HWPT_DATA_SELFTEST,
-		.data_len = sizeof(data),
-		.data_uptr = (uintptr_t)&data,
-	};
-	struct iommu_test_cmd replace = {
-		.size = sizeof(replace),
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
-	};
-
-	if (ioctl(t->iommufd, IOMMU_FAULT_QUEUE_ALLOC, &fault))
-		return -errno;
-	*fault_fd = fault.out_fault_fd;
-	nested.dev_id = dev_id;
-	nested.pt_id = t->viommu_id;
-	nested.fault_id = fault.out_fault_id;
-	if (ioctl(t->iommufd, IOMMU_HWPT_ALLOC, &nested))
-		return -errno;
-	replace.id = stdev_id;
-	replace.mock_domain_replace.pt_id = nested.out_hwpt_id;
-	if (ioctl(t->iommufd, IOMMU_TEST_CMD, &replace))
-		return -errno;
-	return 0;
-}
-
 static int mock_setup(struct target *t)
 {
-	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
 	struct iommu_test_cmd mock = {
 		.size = sizeof(mock),
 		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
 	};
-	struct iommu_hwpt_alloc hwpt = {
-		.size = sizeof(hwpt),
-		.flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
-	};
-	struct iommu_viommu_alloc viommu = {
-		.size = sizeof(viommu),
-		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
-	};
 	struct iommu_vdevice_alloc vdev = {
 		.size = sizeof(vdev),
-		.virt_id = MOCK_VSID,
+		.virt_id = MOCK_VSID_B,
 	};
+	struct vi_mock m;
 	int ret;
 
-	t->iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	if (t->iommufd < 0)
-		return -errno;
-	if (ioctl(t->iommufd, IOMMU_IOAS_ALLOC, &ioas))
-		return -errno;
-	mock.id = ioas.out_ioas_id;
-	if (ioctl(t->iommufd, IOMMU_TEST_CMD, &mock))
-		return -errno;
-	t->idev_id = mock.mock_domain.out_idev_id;
-	t->stdev_id = mock.mock_domain.out_stdev_id;
-	hwpt.dev_id = t->idev_id;
-	hwpt.pt_id = ioas.out_ioas_id;
-	if (ioctl(t->iommufd, IOMMU_HWPT_ALLOC, &hwpt))
-		return -errno;
-	viommu.dev_id = t->idev_id;
-	viommu.hwpt_id = hwpt.out_hwpt_id;
-	if (ioctl(t->iommufd, IOMMU_VIOMMU_ALLOC, &viommu))
-		return -errno;
-	t->viommu_id = viommu.out_viommu_id;
-	vdev.viommu_id = t->viommu_id;
-	vdev.dev_id = t->idev_id;
-	if (ioctl(t->iommufd, IOMMU_VDEVICE_ALLOC, &vdev))
-		return -errno;
+	ret = vi_mock_viommu(&m, MOCK_VSID);
+	t->iommufd = m.iommufd;
+	if (ret)
+		return ret;
+	t->idev_id = m.idev_id;
+	t->stdev_id = m.stdev_id;
+	t->viommu_id = m.viommu_id;
 	t->vsid = MOCK_VSID;
 	t->asid = MOCK_ASID;
 
 	/* Page requests: device A for vhost-iommu, device B for the VMM */
-	ret = mock_fault_attach(t, t->idev_id, t->stdev_id, &t->fault_fd[0]);
+	ret = vi_mock_fault_attach(t->iommufd, t->viommu_id, t->idev_id,
+				   t->stdev_id, NULL, &t->fault_fd[0], NULL);
 	if (ret)
 		return ret;
-	mock.id = ioas.out_ioas_id;
+	mock.id = m.ioas_id;
 	if (ioctl(t->iommufd, IOMMU_TEST_CMD, &mock))
 		return -errno;
 	t->idev_b = mock.mock_domain.out_idev_id;
 	t->stdev_b = mock.mock_domain.out_stdev_id;
-	vdev.virt_id = MOCK_VSID_B;
+	vdev.viommu_id = t->viommu_id;
 	vdev.dev_id = t->idev_b;
 	if (ioctl(t->iommufd, IOMMU_VDEVICE_ALLOC, &vdev))
 		return -errno;
-	ret = mock_fault_attach(t, t->idev_b, t->stdev_b, &t->fault_fd[1]);
+	ret = vi_mock_fault_attach(t->iommufd, t->viommu_id, t->idev_b,
+				   t->stdev_b, NULL, &t->fault_fd[1], NULL);
 	if (ret)
 		return ret;
 	t->prq = true;

@@ -1050,48 +1050,15 @@ TEST_F(vhost_iommu, worker_alloc_failure)
 static int mock_setup(int *fd, uint32_t *idev_id, uint32_t *viommu_id,
 		      uint32_t *vdev_id)
 {
-	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
-	struct iommu_test_cmd mock = {
-		.size = sizeof(mock),
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
-	};
-	struct iommu_hwpt_alloc hwpt = {
-		.size = sizeof(hwpt),
-		.flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
-	};
-	struct iommu_viommu_alloc viommu = {
-		.size = sizeof(viommu),
-		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
-	};
-	struct iommu_vdevice_alloc vdev = {
-		.size = sizeof(vdev),
-		.virt_id = MOCK_VSID,
-	};
+	struct vi_mock m;
+	int ret = vi_mock_viommu(&m, MOCK_VSID);
 
-	*fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	if (*fd < 0)
-		return -errno;
-	if (ioctl(*fd, IOMMU_IOAS_ALLOC, &ioas))
-		return -errno;
-	mock.id = ioas.out_ioas_id;
-	if (ioctl(*fd, IOMMU_TEST_CMD, &mock))
-		return -errno;
-	*idev_id = mock.mock_domain.out_idev_id;
-	hwpt.dev_id = *idev_id;
-	hwpt.pt_id = ioas.out_ioas_id;
-	if (ioctl(*fd, IOMMU_HWPT_ALLOC, &hwpt))
-		return -errno;
-	viommu.dev_id = *idev_id;
-	viommu.hwpt_id = hwpt.out_hwpt_id;
-	if (ioctl(*fd, IOMMU_VIOMMU_ALLOC, &viommu))
-		return -errno;
-	*viommu_id = viommu.out_viommu_id;
-	vdev.viommu_id = *viommu_id;
-	vdev.dev_id = *idev_id;
-	if (ioctl(*fd, IOMMU_VDEVICE_ALLOC, &vdev))
-		return -errno;
-	*vdev_id = vdev.out_vdevice_id;
-	return 0;
+	/* The fixture's teardown closes it, whatever failed */
+	*fd = m.iommufd;
+	*idev_id = m.idev_id;
+	*viommu_id = m.viommu_id;
+	*vdev_id = m.vdevice_id;
+	return ret;
 }
 
 /* Read and clear the mock vIOMMU's log of virtio entries */

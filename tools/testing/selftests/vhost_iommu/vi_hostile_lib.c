@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Helpers of the hostile-input programs: a mock "VM" on the iommufd selftest
- * mock, the vhost-iommu binding ioctls, and fail-nth fault injection (see
+ * Helpers of the programs that drive a mock VM: a mock "VM" on the iommufd
+ * selftest mock, the vhost-iommu binding ioctls, and fail-nth fault injection (see
  * Documentation/fault-injection/fault-injection.rst, "fail-nth").
  */
 #include <dirent.h>
@@ -18,7 +18,7 @@
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 
-int vi_mock_setup(struct vi_mock *m, uint32_t vsid)
+int vi_mock_viommu(struct vi_mock *m, uint32_t vsid)
 {
 	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
 	struct iommu_test_cmd mock = {
@@ -36,21 +36,6 @@ int vi_mock_setup(struct vi_mock *m, uint32_t vsid)
 	struct iommu_vdevice_alloc vdev = {
 		.size = sizeof(vdev),
 		.virt_id = vsid,
-	};
-	struct iommu_fault_alloc fault = { .size = sizeof(fault) };
-	struct iommu_hwpt_selftest data = {
-		.iotlb = IOMMU_TEST_IOTLB_DEFAULT,
-	};
-	struct iommu_hwpt_alloc nested = {
-		.size = sizeof(nested),
-		.flags = IOMMU_HWPT_FAULT_ID_VALID,
-		.data_type = IOMMU_HWPT_DATA_SELFTEST,
-		.data_len = sizeof(data),
-		.data_uptr = (uintptr_t)&data,
-	};
-	struct iommu_test_cmd replace = {
-		.size = sizeof(replace),
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
 	};
 
 	memset(m, 0, sizeof(*m));
@@ -82,21 +67,58 @@ int vi_mock_setup(struct vi_mock *m, uint32_t vsid)
 	if (ioctl(m->iommufd, IOMMU_VDEVICE_ALLOC, &vdev))
 		return -errno;
 	m->vdevice_id = vdev.out_vdevice_id;
-	if (ioctl(m->iommufd, IOMMU_FAULT_QUEUE_ALLOC, &fault))
+	return 0;
+}
+
+int vi_mock_fault_attach(int iommufd, uint32_t viommu_id, uint32_t dev_id,
+			 uint32_t stdev_id, uint32_t *fault_id, int *fault_fd,
+			 uint32_t *nested_id)
+{
+	struct iommu_fault_alloc fault = { .size = sizeof(fault) };
+	struct iommu_hwpt_selftest data = {
+		.iotlb = IOMMU_TEST_IOTLB_DEFAULT,
+	};
+	struct iommu_hwpt_alloc nested = {
+		.size = sizeof(nested),
+		.flags = IOMMU_HWPT_FAULT_ID_VALID,
+		.data_type = IOMMU_HWPT_DATA_SELFTEST,
+		.data_len = sizeof(data),
+		.data_uptr = (uintptr_t)&data,
+	};
+	struct iommu_test_cmd replace = {
+		.size = sizeof(replace),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+	};
+
+	if (ioctl(iommufd, IOMMU_FAULT_QUEUE_ALLOC, &fault))
 		return -errno;
-	m->fault_id = fault.out_fault_id;
-	m->fault_fd = fault.out_fault_fd;
-	nested.dev_id = m->idev_id;
-	nested.pt_id = m->viommu_id;
-	nested.fault_id = m->fault_id;
-	if (ioctl(m->iommufd, IOMMU_HWPT_ALLOC, &nested))
+	/* The caller owns the fd from here, whatever fails next */
+	*fault_fd = fault.out_fault_fd;
+	if (fault_id)
+		*fault_id = fault.out_fault_id;
+	nested.dev_id = dev_id;
+	nested.pt_id = viommu_id;
+	nested.fault_id = fault.out_fault_id;
+	if (ioctl(iommufd, IOMMU_HWPT_ALLOC, &nested))
 		return -errno;
-	m->nested_id = nested.out_hwpt_id;
-	replace.id = m->stdev_id;
-	replace.mock_domain_replace.pt_id = m->nested_id;
-	if (ioctl(m->iommufd, IOMMU_TEST_CMD, &replace))
+	if (nested_id)
+		*nested_id = nested.out_hwpt_id;
+	replace.id = stdev_id;
+	replace.mock_domain_replace.pt_id = nested.out_hwpt_id;
+	if (ioctl(iommufd, IOMMU_TEST_CMD, &replace))
 		return -errno;
 	return 0;
+}
+
+int vi_mock_setup(struct vi_mock *m, uint32_t vsid)
+{
+	int ret = vi_mock_viommu(m, vsid);
+
+	if (ret)
+		return ret;
+	return vi_mock_fault_attach(m->iommufd, m->viommu_id, m->idev_id,
+				    m->stdev_id, &m->fault_id, &m->fault_fd,
+				    &m->nested_id);
 }
 
 void vi_mock_close(struct vi_mock *m)

@@ -30,6 +30,16 @@ struct vi_mock {
 
 /* Open /dev/iommu and build the objects; -ENOTTY without the mock */
 int vi_mock_setup(struct vi_mock *m, uint32_t vsid);
+/* The same up to the vDEVICE: no fault queue, the device on its IOAS */
+int vi_mock_viommu(struct vi_mock *m, uint32_t vsid);
+/*
+ * Attach mock device @stdev_id (iommufd device @dev_id) to a new nested HWPT
+ * of the vIOMMU with a new fault queue; @fault_id and @nested_id may be NULL.
+ * *@fault_fd is set (and the caller's to close) once the queue exists.
+ */
+int vi_mock_fault_attach(int iommufd, uint32_t viommu_id, uint32_t dev_id,
+			 uint32_t stdev_id, uint32_t *fault_id, int *fault_fd,
+			 uint32_t *nested_id);
 void vi_mock_close(struct vi_mock *m);
 int vi_mock_trigger(struct vi_mock *m, uint32_t grpid, uint64_t addr);
 /* Page responses the mock device got so far, or -errno */
