@@ -219,7 +219,8 @@ struct vhost_iommu_batch {
 	unsigned int nr_reqs;
 	unsigned int nr_entries;
 	struct vhost_iommu_batch_req reqs[VHOST_IOMMU_BATCH_MAX];
-	struct iommu_viommu_invalidate_virtio entries[VHOST_IOMMU_BATCH_MAX];
+	/* A request with the most endpoints: a domain entry and 64 others */
+	struct iommu_viommu_invalidate_virtio entries[VHOST_IOMMU_BATCH_MAX + 1];
 };
 
 /**
@@ -557,11 +558,9 @@ static bool vhost_iommu_flush_batch(struct vhost_iommu *v,
 		int ret = 0;
 
 		if (num)
-			ret = iommufd_viommu_invalidate(b->viommu,
-							IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
-							&b->entries[first],
-							sizeof(b->entries[0]),
-							&num);
+			ret = iommufd_viommu_invalidate_virtio(b->viommu,
+							       &b->entries[first],
+							       &num);
 		if (!ret || num > left)
 			num = left;
 
@@ -602,8 +601,9 @@ static int vhost_iommu_batch_inval(struct vhost_iommu *v,
 	struct vhost_iommu_ep *ep;
 	size_t len = 0;
 
-	static_assert(offsetof(struct iommu_viommu_invalidate_virtio, vdev_id) ==
-		      offsetof(struct virtio_iommu_req_invalidate, tail));
+	static_assert(offsetof(struct virtio_iommu_req_invalidate, tail) -
+		      offsetof(struct virtio_iommu_req_invalidate, scope) ==
+		      IOMMU_VIRTIO_INVAL_REQ_LEN);
 
 	/* A request waiting at the VMM is a barrier: nothing overtakes it */
 	if (!v->ictx || vhost_iommu_has_pending(v))
@@ -615,10 +615,10 @@ static int vhost_iommu_batch_inval(struct vhost_iommu *v,
 		return vhost_iommu_write_resp(in_iov, in, NULL, 0,
 					      VIRTIO_IOMMU_S_INVAL);
 
-	nr = max(dom->nr_eps, 1U);
+	nr = dom->nr_eps + 1;
 	if (b->nr_reqs && (b->viommu != dom->viommu ||
 			   b->nr_reqs == VHOST_IOMMU_BATCH_MAX ||
-			   b->nr_entries + nr > VHOST_IOMMU_BATCH_MAX))
+			   b->nr_entries + nr > ARRAY_SIZE(b->entries)))
 		*added |= vhost_iommu_flush_batch(v, vq);
 
 	br = &b->reqs[b->nr_reqs];
@@ -636,20 +636,20 @@ static int vhost_iommu_batch_inval(struct vhost_iommu *v,
 	br->first = b->nr_entries;
 	br->nr = 0;
 
-	/* The request as on the wire, the tail replaced by the vdev_id */
-	memcpy(&entry, buf, offsetof(struct virtio_iommu_req_invalidate, tail));
-	memset(entry.__reserved0, 0, sizeof(entry.__reserved0));
-	if (!dom->nr_eps) {
-		/* No endpoint: no PASID table to invalidate, no device TLB */
-		entry.caches &= ~VIRTIO_IOMMU_INVAL_C_PASID;
-		if (entry.caches)
-			b->entries[br->first + br->nr++] = entry;
-	} else {
-		entry.flags |= cpu_to_le16(IOMMU_VIRTIO_INVAL_F_VDEV);
-		list_for_each_entry(ep, &dom->eps, node) {
-			entry.vdev_id = cpu_to_le32(ep->vdev_id);
-			b->entries[br->first + br->nr++] = entry;
-		}
+	/*
+	 * The request's bytes 4 to 59: one domain entry for the IOTLB, one
+	 * endpoint entry per endpoint for its PASID table cache and ATC
+	 */
+	memcpy((u8 *)&entry + IOMMU_VIRTIO_INVAL_REQ_OFFSET, &inv->scope,
+	       IOMMU_VIRTIO_INVAL_REQ_LEN);
+	if (entry.caches & VIRTIO_IOMMU_INVAL_C_TLB) {
+		b->entries[br->first + br->nr] = entry;
+		b->entries[br->first + br->nr++].caches = VIRTIO_IOMMU_INVAL_C_TLB;
+	}
+	entry.flags = IOMMU_VIRTIO_INVAL_HOST_F_VDEV;
+	list_for_each_entry(ep, &dom->eps, node) {
+		entry.vdev_id = ep->vdev_id;
+		b->entries[br->first + br->nr++] = entry;
 	}
 	b->nr_entries += br->nr;
 	b->viommu = dom->viommu;
@@ -910,7 +910,6 @@ static u8 vhost_iommu_page_resp(struct vhost_iommu *v, const u8 *buf)
 
 	static_assert(VIRTIO_IOMMU_PAGE_RESP_SUCCESS == IOMMU_PAGE_RESP_SUCCESS);
 	static_assert(VIRTIO_IOMMU_PAGE_RESP_INVALID == IOMMU_PAGE_RESP_INVALID);
-	static_assert(VIRTIO_IOMMU_PAGE_RESP_FAILURE == IOMMU_PAGE_RESP_FAILURE);
 
 	if (flags & ~VIRTIO_IOMMU_PAGE_RESP_F_PASID ||
 	    code > VIRTIO_IOMMU_PAGE_RESP_FAILURE ||
@@ -929,8 +928,13 @@ static u8 vhost_iommu_page_resp(struct vhost_iommu *v, const u8 *buf)
 		    prq->pasid_valid != pasid_valid ||
 		    prq->pasid != le32_to_cpu(resp->pasid))
 			continue;
-		/* -EINVAL: iommufd answered it already (detach) */
-		if (!iommufd_fault_respond(v->fault, prq->cookie, code))
+		/*
+		 * iommufd takes SUCCESS and INVALID only: FAILURE is answered
+		 * INVALID. -EINVAL: iommufd answered it already (detach).
+		 */
+		if (!iommufd_fault_respond(v->fault, prq->cookie,
+					   code == VIRTIO_IOMMU_PAGE_RESP_FAILURE ?
+					   IOMMU_PAGE_RESP_INVALID : code))
 			status = VIRTIO_IOMMU_S_OK;
 		list_del(&prq->node);
 		/*
