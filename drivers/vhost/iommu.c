@@ -92,6 +92,27 @@ static void vhost_iommu_complete(struct vhost_virtqueue *vq,
 }
 
 /*
+ * Hand the entries from @first on to the driver in one call. @ok: the end of
+ * the entries it handled. Return its error.
+ */
+static int vhost_iommu_invalidate(struct vhost_iommu_invalq *q,
+				  unsigned int first, unsigned int *ok)
+{
+	u32 left = q->nr_entries - first;
+	u32 num = left;
+	int err;
+
+	if (!num) {
+		*ok = first;
+		return 0;
+	}
+	err = iommufd_viommu_invalidate_virtio(q->viommu, &q->entries[first],
+					       &num);
+	*ok = first + (err ? min(num, left) : left);
+	return err;
+}
+
+/*
  * Hand the batch to the driver, one call per run of entries, and complete
  * every request of the batch in ring order: an INVALIDATE succeeds if the
  * driver handled all its entries. When an entry fails, its request takes the
@@ -108,15 +129,9 @@ static void vhost_iommu_flush(struct vhost_iommu *v,
 		struct vhost_iommu_req *r = &q->reqs[i];
 
 		if (r->act == VHOST_IOMMU_INVAL) {
+			/* Not handed yet: hand it and everything behind it */
 			if (r->first >= sent) {
-				u32 left = q->nr_entries - r->first;
-				u32 num = left;
-
-				err = 0;
-				if (num)
-					err = iommufd_viommu_invalidate_virtio(q->viommu,
-						&q->entries[r->first], &num);
-				ok = r->first + (err ? min(num, left) : left);
+				err = vhost_iommu_invalidate(q, r->first, &ok);
 				sent = q->nr_entries;
 			}
 			if (r->first + r->nr <= ok) {
@@ -555,6 +570,7 @@ static long vhost_iommu_set_iommufd(struct vhost_iommu *v,
 static long vhost_iommu_bind_domain(struct vhost_iommu *v,
 				    const struct vhost_iommu_domain *cmd)
 {
+	struct vhost_iommu_vdevs *vdevs = NULL;
 	struct iommufd_viommu *viommu;
 	struct vhost_iommu_dom *dom;
 	u32 num = 0;
@@ -577,21 +593,21 @@ static long vhost_iommu_bind_domain(struct vhost_iommu *v,
 		ret = -ENOMEM;
 		goto err_put;
 	}
-	dom->id = cmd->domain;
-	dom->viommu = viommu;
-	RCU_INIT_POINTER(dom->vdevs, kzalloc_flex(*dom->vdevs, id, 0,
-						  GFP_KERNEL_ACCOUNT));
-	if (!rcu_access_pointer(dom->vdevs)) {
+	vdevs = kzalloc_flex(*vdevs, id, 0, GFP_KERNEL_ACCOUNT);
+	if (!vdevs) {
 		ret = -ENOMEM;
 		goto err_free;
 	}
+	dom->id = cmd->domain;
+	dom->viommu = viommu;
+	RCU_INIT_POINTER(dom->vdevs, vdevs);
 	ret = xa_insert(&v->doms, cmd->domain, dom, GFP_KERNEL_ACCOUNT);
 	if (ret)
 		goto err_free;
 	return 0;
 
 err_free:
-	kfree(rcu_access_pointer(dom->vdevs));
+	kfree(vdevs);
 	kfree(dom);
 err_put:
 	iommufd_viommu_put_ref(viommu);
