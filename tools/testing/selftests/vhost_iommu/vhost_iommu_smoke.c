@@ -388,7 +388,7 @@ int main(void)
 		struct vhost_memory mem;
 		struct vhost_memory_region region;
 	} table = { .mem.nregions = 1 };
-	struct mock m;
+	struct mock m = { .iommufd = -1, .fault_fd = -1 };
 	uint64_t offered;
 	int ret;
 
