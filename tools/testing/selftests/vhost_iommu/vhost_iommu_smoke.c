@@ -306,11 +306,7 @@ static void test_prq(struct mock *m)
 	id = used(0, &len);
 	CHECK(id == 0 && len == sizeof(*rec), "record: id %d len %u used %u",
 	      id, len, vqs[0].used->idx);
-	if (id < 0) {
-		sleep(3);
-		printf("# after 3 s: used %u reason %u\n", vqs[0].used->idx,
-		       rec->reason);
-	}
+
 	CHECK(rec->reason == VIRTIO_IOMMU_FAULT_R_PAGE_REQUEST &&
 	      rec->endpoint == ENDPOINT && rec->group == 5 &&
 	      rec->address == 0x1234000, "record: %u %u %u %llx", rec->reason,
