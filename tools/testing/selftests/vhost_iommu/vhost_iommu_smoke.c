@@ -28,7 +28,7 @@
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 
-#define MEM_SIZE	(1UL << 20)
+#define MEM_SIZE	(1024UL * 1024)
 #define NUM		16
 #define NVQS		3	/* PRQ and two invalidation queues of 8 */
 #define VSID		0x42
