@@ -1205,7 +1205,7 @@ TEST_F(vhost_iommu_bind, iommufd_contexts)
 	ASSERT_EQ(0, vi_bind_mock(&self->d, &self->m, DOM_ID, EP_ID, true));
 	EXPECT_EQ(-EBUSY, vi_set_iommufd(fd, -1, 0))
 		TH_LOG("iommufd unbound with its fault queue still bound");
-	ASSERT_EQ(0, vi_set_fault_queue(fd, VHOST_IOMMU_F_UNBIND, -1));
+	ASSERT_EQ(0, vi_set_fault_queue(fd, 0, -1));
 	EXPECT_NE(0, vi_set_fault_queue(fd, 0, m2.fault_fd))
 		TH_LOG("fault queue of another iommufd context accepted");
 	/* Its VMM still reads it: nobody claimed it */
