@@ -105,7 +105,8 @@ TEST_F(vhost_iommu_fault, fault_queue_ioctl)
 	/* Bound already, by the fixture */
 	EXPECT_EQ(-EBUSY, vi_set_fault_queue(fd, 0, self->m.fault_fd));
 	ASSERT_EQ(0, vi_set_fault_queue(fd, 0, -1));
-	EXPECT_EQ(-ENOENT, vi_set_fault_queue(fd, 0, -1));
+	/* Unbinding what is not bound is no error */
+	EXPECT_EQ(0, vi_set_fault_queue(fd, 0, -1));
 	for (int bit = 0; bit < 32; bit++) {
 		cmd.flags = 1U << bit;
 		EXPECT_EQ(-1, ioctl(fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd));
@@ -292,6 +293,61 @@ TEST_F(vhost_iommu_fault, faults_racing_close)
 		}
 	}
 	EXPECT_EQ(a.nr, responses(&self->m, NULL));
+}
+
+/*
+ * B6: SET_IOMMUFD(-1) while the fault queue of that iommufd is bound (its
+ * domains unbound) unbinds the fault queue as well: its held groups are
+ * answered INVALID and its VMM reads it again. Device IDs of the old
+ * context never meet the endpoints bound with the next one.
+ */
+TEST_F(vhost_iommu_fault, iommufd_unbind_releases_queue)
+{
+	struct iommu_hwpt_pgfault pf;
+	struct vi_mock m2;
+	uint32_t id, len, code = ~0U;
+
+	ASSERT_TRUE(post_prq(&self->d));
+	ASSERT_EQ(0, trigger(&self->m, 1));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	ASSERT_EQ(0, trigger(&self->m, 2));
+	ASSERT_TRUE(fault_queue_drained(self->m.fault_fd));
+	EXPECT_EQ(0, responses(&self->m, NULL));
+
+	EXPECT_EQ(-EBUSY, vi_set_iommufd(self->d.fd, -1, 0));
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, VHOST_IOMMU_F_UNBIND, EP_ID,
+				     0, 0, 0));
+	/* The endpoint's groups went with it */
+	EXPECT_EQ(2, responses(&self->m, &code));
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_INVALID, code);
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, VHOST_IOMMU_F_UNBIND, DOM_ID, 0));
+	/* The fault queue is still bound: unbinding the iommufd drops it */
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, -1, 0));
+	ASSERT_EQ(0, trigger(&self->m, 3));
+	EXPECT_EQ(sizeof(pf), read(self->m.fault_fd, &pf, sizeof(pf)))
+		TH_LOG("fault queue still claimed after SET_IOMMUFD(-1)");
+	EXPECT_EQ(3, pf.grpid);
+	EXPECT_EQ(2, responses(&self->m, NULL));
+
+	/* A new context: the old device ID is nothing there */
+	ASSERT_EQ(0, vi_mock_setup(&m2, MOCK_VSID));
+	ASSERT_EQ(self->m.idev_id, m2.idev_id);
+	ASSERT_EQ(0, vi_bind_mock(&self->d, &m2, DOM_ID, EP_ID, true));
+	EXPECT_EQ(-EBUSY, vi_set_fault_queue(self->d.fd, 0,
+					     self->m.fault_fd));
+	ASSERT_TRUE(post_prq(&self->d));
+	ASSERT_EQ(0, vi_mock_trigger(&m2, m2.idev_id, 0, 4, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  vi_request(&self->d, IQ0,
+			     vi_make_page_resp(&self->d, EP_ID, 0, 0, 4,
+					       VIRTIO_IOMMU_PAGE_RESP_SUCCESS),
+			     VI_PAGE_RESP_LEN, &len, TIMEOUT_MS));
+	EXPECT_EQ(1, vi_mock_responses(&m2, m2.idev_id, NULL, NULL));
+	/* The first context's device got nothing more */
+	EXPECT_EQ(2, responses(&self->m, NULL));
+	vi_close(&self->d);
+	vi_mock_close(&m2);
 }
 
 /*

@@ -54,7 +54,10 @@ FIXTURE_SETUP(vhost_iommu_pri)
 	if (ret == -ENOENT)
 		SKIP(return, "no /dev/vhost-iommu");
 	ASSERT_EQ(0, ret);
-	ASSERT_EQ(0, vi_setup(&self->d, VI_FEATURES_PRI, RING_NUM, NR_INVALQ));
+	ret = vi_setup(&self->d, VI_FEATURES_PRI, RING_NUM, NR_INVALQ);
+	if (ret == -EOPNOTSUPP)
+		SKIP(return, "no VIRTIO_IOMMU_F_PAGE_REQUEST");
+	ASSERT_EQ(0, ret);
 	ret = vi_mock_setup(&self->m, MOCK_VSID);
 	if (ret == -ENOTTY)
 		SKIP(return, "no iommufd selftest mock");
@@ -530,6 +533,27 @@ TEST_F(vhost_iommu_pri, dirty_log)
 	EXPECT_FALSE(vi_log_dirty(&self->d, unused)) TH_LOG("unused buffer");
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
 		  page_resp(&self->d, EP_ID, 0, 0, GRPID, SUCCESS, 0));
+}
+
+/*
+ * Page-request groups live in the device and cannot migrate: VHOST_F_LOG_ALL
+ * is refused while one is held, accepted once it is answered.
+ */
+TEST_F(vhost_iommu_pri, log_all_refused_with_groups)
+{
+	uint64_t features = VI_FEATURES_PRI | VI_BIT64(VHOST_F_LOG_ALL);
+	uint32_t id, len;
+
+	ASSERT_EQ(0, vi_enable_log(&self->d));
+	ASSERT_NE(NULL, post_prq(&self->d, VI_PRQ_REC));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, GRPID, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(-1, ioctl(self->d.fd, VHOST_SET_FEATURES, &features));
+	EXPECT_EQ(EBUSY, errno);
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  page_resp(&self->d, EP_ID, 0, 0, GRPID, SUCCESS, 0));
+	EXPECT_EQ(0, ioctl(self->d.fd, VHOST_SET_FEATURES, &features));
 }
 
 TEST_HARNESS_MAIN
