@@ -945,6 +945,13 @@ TEST_F(vhost_iommu_bind, stale_endpoint)
 	EXPECT_NE(NULL, find_entry(recs, num, 0, 0)) TH_LOG("TLB entry lost");
 	EXPECT_NE(NULL, find_entry(recs, num, IOMMU_VIRTIO_INVAL_HOST_F_VDEV,
 				   0x21)) TH_LOG("live endpoint's entry lost");
+	for (int i = 0; i < num; i++) {
+		bool stale = recs[i].entry.flags &&
+			     recs[i].entry.vdev_id != 0x21;
+
+		EXPECT_EQ(stale, !!(recs[i].flags & MOCK_VIRTIO_REC_SKIPPED))
+			TH_LOG("entry %d (vdev_id %#x)", i, recs[i].entry.vdev_id);
+	}
 	for (unsigned int c = 0; c < MOCK_DEV_CACHE_NUM; c++)
 		EXPECT_TRUE(vi_mock_cache_is(self->m.iommufd, md[1].idev_id, c,
 					     0));
@@ -1252,31 +1259,80 @@ TEST_F(vhost_iommu_bind, iommufd_contexts)
 }
 
 /*
- * A driver answering -EOPNOTSUPP for a valid request: S_UNSUPP, not
- * S_INVAL (B5). The iommufd selftest mock refuses an entry whose range
- * starts at its MOCK_VIRTIO_EOPNOTSUPP_ADDR with -EOPNOTSUPP, if it has it.
+ * B5: a valid INVALIDATE that the driver answers -EOPNOTSUPP completes with
+ * S_UNSUPP (not S_INVAL), and costs the requests around it nothing. The
+ * mock answers -EOPNOTSUPP for an entry with id MOCK_VIRTIO_ID_EOPNOTSUPP.
  */
 TEST_F(vhost_iommu_bind, driver_eopnotsupp)
 {
-#ifdef MOCK_VIRTIO_EOPNOTSUPP_ADDR
+	uint8_t *resps[3];
+	rec_t recs[MOCK_VIRTIO_LOG_MAX];
+	uint32_t calls;
+	int num;
+
 	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->m.iommufd, 0));
 	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->m.viommu_id));
-	EXPECT_EQ(VIRTIO_IOMMU_S_UNSUPP,
+	log_clear(&self->m);
+	for (int i = 0; i < 3; i++) {
+		uint64_t id = i == 1 ? MOCK_VIRTIO_ID_EOPNOTSUPP : 0x42;
+
+		resps[i] = make_resp(&self->d, VI_TAIL);
+		ASSERT_LE(0, vi_post_req(&self->d, IQ0,
+					 vi_make_inval(&self->d, DOM_ID,
+						       S_ADDRESS, C_TLB, F_ID,
+						       0, id, 0x1000 * i, 1,
+						       12), VI_INVAL_LEN,
+					 resps[i], VI_TAIL));
+	}
+	vi_kick(&self->d, IQ0);
+	for (int i = 0; i < 3; i++) {
+		uint32_t id, len;
+
+		ASSERT_EQ(0, vi_get_used(&self->d, IQ0, &id, &len,
+					 TIMEOUT_MS));
+		EXPECT_EQ(VI_TAIL, len);
+	}
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK, resps[0][0]);
+	EXPECT_EQ(VIRTIO_IOMMU_S_UNSUPP, resps[1][0]);
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK, resps[2][0]);
+	/* Negative control: the other two reached the driver */
+	num = log_read(&self->m, recs, &calls);
+	ASSERT_EQ(2, num);
+	EXPECT_EQ(0, le64toh(recs[0].entry.address));
+	EXPECT_EQ(0x2000, le64toh(recs[1].entry.address));
+}
+
+/*
+ * SET_DOMAIN refuses a vIOMMU whose driver does not take the virtio type
+ * (EOPNOTSUPP) instead of every INVALIDATE failing later (B6). The mock
+ * allocates such a vIOMMU with MOCK_VIOMMU_NO_VIRTIO.
+ */
+TEST_F(vhost_iommu_bind, set_domain_no_virtio)
+{
+	struct iommu_viommu_selftest data = { .in_data = MOCK_VIOMMU_NO_VIRTIO };
+	struct iommu_viommu_alloc viommu = {
+		.size = sizeof(viommu),
+		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
+		.dev_id = self->m.idev_id,
+		.hwpt_id = self->m.parent_id,
+		.data_len = sizeof(data),
+		.data_uptr = (uintptr_t)&data,
+	};
+
+	ASSERT_EQ(0, ioctl(self->m.iommufd, IOMMU_VIOMMU_ALLOC, &viommu));
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->m.iommufd, 0));
+	EXPECT_EQ(-EOPNOTSUPP, vi_set_domain(self->d.fd, 0, DOM_ID,
+					     viommu.out_viommu_id));
+	/* Not held, not bound */
+	EXPECT_EQ(0, vi_destroy(self->m.iommufd, viommu.out_viommu_id));
+	EXPECT_EQ(VIRTIO_IOMMU_S_NOENT,
 		  inval_status(&self->d, IQ0,
-			       vi_make_inval(&self->d, DOM_ID, S_ADDRESS, C_TLB,
-					     0, 0, 0,
-					     MOCK_VIRTIO_EOPNOTSUPP_ADDR, 1,
-					     12)));
-	/* Negative control: the next address is served */
+			       inval(&self->d, DOM_ID, S_DOMAIN, C_TLB, 0)));
+	/* Negative control: the mock's usual vIOMMU is taken */
+	EXPECT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->m.viommu_id));
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
 		  inval_status(&self->d, IQ0,
-			       vi_make_inval(&self->d, DOM_ID, S_ADDRESS, C_TLB,
-					     0, 0, 0,
-					     MOCK_VIRTIO_EOPNOTSUPP_ADDR + 0x1000,
-					     1, 12)));
-#else
-	SKIP(return, "the mock cannot answer -EOPNOTSUPP");
-#endif
+			       inval(&self->d, DOM_ID, S_DOMAIN, C_TLB, 0)));
 }
 
 TEST_HARNESS_MAIN
