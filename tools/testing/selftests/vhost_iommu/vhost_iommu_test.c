@@ -44,8 +44,6 @@
 #define F_PASID		VIRTIO_IOMMU_INVAL_F_PASID
 #define F_ID		VIRTIO_IOMMU_INVAL_F_ID
 
-typedef struct iommu_test_virtio_inv_record rec_t;
-
 static bool all_bytes(const void *p, uint8_t val, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
@@ -77,9 +75,11 @@ static uint8_t *make_req(struct vi_dev *d, uint8_t type, uint32_t len)
 	return req;
 }
 
-static struct virtio_iommu_req_invalidate *
-inval(struct vi_dev *d, uint32_t domain, uint8_t scope, uint8_t caches,
-      uint16_t flags)
+static struct virtio_iommu_req_invalidate *inval(struct vi_dev *d,
+						 uint32_t domain,
+						 uint8_t scope,
+						 uint8_t caches,
+						 uint16_t flags)
 {
 	return vi_make_inval(d, domain, scope, caches, flags, 0, 0x42,
 			     0x100000, 4, 12);
@@ -677,11 +677,11 @@ static void log_clear(struct vi_mock *m)
 }
 
 /* Read the log: the records, their number; -1 if it failed */
-static int log_read(struct vi_mock *m, rec_t *recs, uint32_t *calls)
+static int log_read(struct vi_mock *m, struct iommu_test_virtio_inv_record *recs, uint32_t *calls)
 {
 	uint32_t num, lost;
 
-	rec_t buf[MOCK_VIRTIO_LOG_MAX];
+	struct iommu_test_virtio_inv_record buf[MOCK_VIRTIO_LOG_MAX];
 
 	if (vi_mock_log(m->iommufd, m->viommu_id, recs ? recs : buf,
 			MOCK_VIRTIO_LOG_MAX, &num, calls, &lost) || lost)
@@ -699,7 +699,8 @@ static bool same_request(const struct iommu_viommu_invalidate_virtio *e,
 
 /* The entry of @recs with host flags @flags and vdev_id @vdev_id, or NULL */
 static const struct iommu_viommu_invalidate_virtio *
-find_entry(const rec_t *recs, int num, uint32_t flags, uint32_t vdev_id)
+find_entry(const struct iommu_test_virtio_inv_record *recs, int num,
+	   uint32_t flags, uint32_t vdev_id)
 {
 	for (int i = 0; i < num; i++)
 		if (recs[i].entry.flags == flags &&
@@ -836,7 +837,7 @@ TEST_F(vhost_iommu_bind, inval_entries)
 	const struct iommu_viommu_invalidate_virtio *e;
 	struct virtio_iommu_req_invalidate *inv;
 	struct vi_mock_dev md2;
-	rec_t recs[MOCK_VIRTIO_LOG_MAX];
+	struct iommu_test_virtio_inv_record recs[MOCK_VIRTIO_LOG_MAX];
 	uint32_t calls;
 	int num;
 
@@ -921,7 +922,7 @@ TEST_F(vhost_iommu_bind, inval_entries)
 TEST_F(vhost_iommu_bind, stale_endpoint)
 {
 	struct vi_mock_dev md[3];
-	rec_t recs[MOCK_VIRTIO_LOG_MAX];
+	struct iommu_test_virtio_inv_record recs[MOCK_VIRTIO_LOG_MAX];
 	uint32_t calls;
 	int num;
 
@@ -1280,7 +1281,7 @@ TEST_F(vhost_iommu_bind, iommufd_contexts)
 TEST_F(vhost_iommu_bind, driver_eopnotsupp)
 {
 	uint8_t *resps[3];
-	rec_t recs[MOCK_VIRTIO_LOG_MAX];
+	struct iommu_test_virtio_inv_record recs[MOCK_VIRTIO_LOG_MAX];
 	uint32_t calls;
 	int num;
 
