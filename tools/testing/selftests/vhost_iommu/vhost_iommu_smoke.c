@@ -28,7 +28,7 @@
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 
-#define MEM_SIZE	(1UL << 20)
+#define MEM_SIZE	(1024UL * 1024)
 #define NUM		16
 #define NVQS		3	/* PRQ and two invalidation queues of 8 */
 #define VSID		0x42
@@ -306,11 +306,7 @@ static void test_prq(struct mock *m)
 	id = used(0, &len);
 	CHECK(id == 0 && len == sizeof(*rec), "record: id %d len %u used %u",
 	      id, len, vqs[0].used->idx);
-	if (id < 0) {
-		sleep(3);
-		printf("# after 3 s: used %u reason %u\n", vqs[0].used->idx,
-		       rec->reason);
-	}
+
 	CHECK(rec->reason == VIRTIO_IOMMU_FAULT_R_PAGE_REQUEST &&
 	      rec->endpoint == ENDPOINT && rec->group == 5 &&
 	      rec->address == 0x1234000, "record: %u %u %u %llx", rec->reason,
@@ -331,6 +327,56 @@ static void test_prq(struct mock *m)
 		.iopf_response = { .dev_id = m->idev } };
 	CHECK(!ioctl(m->iommufd, IOMMU_TEST_CMD, &cmd) &&
 	      cmd.iopf_response.out_count >= 1, "mock saw no response");
+}
+
+/* Binding errors, a worker per queue, unbinding in order (B6) */
+static void test_bindings(struct mock *m)
+{
+	struct vhost_iommu_iommufd unbind_fd = { .fd = -1 };
+	struct vhost_iommu_endpoint ep = { .endpoint = ENDPOINT + 1,
+		.domain = DOMAIN, .dev_id = m->idev, .vdev_id = VSID + 1 };
+	struct vhost_iommu_domain dom = { .flags = VHOST_IOMMU_F_UNBIND,
+					  .domain = DOMAIN };
+	struct vhost_vring_worker vw = { .index = 2 };
+	struct vhost_worker_state w = {};
+	struct iommu_hwpt_pgfault pgf;
+	struct inval *r;
+	uint32_t len;
+
+	CHECK(ioctl(vfd, VHOST_IOMMU_SET_IOMMUFD, &unbind_fd) && errno == EBUSY,
+	      "iommufd unbound under a domain: %d", errno);
+	CHECK(ioctl(vfd, VHOST_IOMMU_SET_ENDPOINT, &ep) && errno == EXDEV,
+	      "foreign vDEVICE: %d", errno);
+	CHECK(ioctl(vfd, VHOST_IOMMU_SET_DOMAIN, &dom) && errno == EBUSY,
+	      "domain unbound under an endpoint: %d", errno);
+
+	/* Invalidation queue 2 gets a worker of its own */
+	CHECK(!ioctl(vfd, VHOST_NEW_WORKER, &w), "NEW_WORKER: %d", errno);
+	vw.worker_id = w.worker_id;
+	CHECK(!ioctl(vfd, VHOST_ATTACH_VRING_WORKER, &vw), "ATTACH: %d", errno);
+	r = inval(DOMAIN, VIRTIO_IOMMU_INVAL_C_TLB);
+	post_inval(2, r);
+	kick(2);
+	CHECK(used(2, &len) >= 0 && r->tail.status == VIRTIO_IOMMU_S_OK,
+	      "own worker: %u", r->tail.status);
+
+	ep = (struct vhost_iommu_endpoint){ .flags = VHOST_IOMMU_F_UNBIND,
+					    .endpoint = ENDPOINT };
+	CHECK(!ioctl(vfd, VHOST_IOMMU_SET_ENDPOINT, &ep), "ep unbind %d", errno);
+	CHECK(!ioctl(vfd, VHOST_IOMMU_SET_DOMAIN, &dom), "dom unbind %d", errno);
+	r = inval(DOMAIN, VIRTIO_IOMMU_INVAL_C_TLB);
+	post_inval(2, r);
+	kick(2);
+	CHECK(used(2, &len) >= 0 && r->tail.status == VIRTIO_IOMMU_S_NOENT,
+	      "unbound domain: %u", r->tail.status);
+	/* Unbinding the iommufd gives its fault queue back (B6) */
+	CHECK(read(m->fault_fd, &pgf, sizeof(pgf)) < 0 && errno == EBUSY,
+	      "fault queue not claimed: %d", errno);
+	CHECK(!ioctl(vfd, VHOST_IOMMU_SET_IOMMUFD, &unbind_fd), "%d", errno);
+	errno = 0;
+	CHECK(read(m->fault_fd, &pgf, sizeof(pgf)) >= 0 || errno != EBUSY,
+	      "fault queue still claimed");
+	CHECK(!bind(m), "rebind: %d", errno);
 }
 
 /* Stop, GET_VRING_BASE equals the used index, restart, reset */
@@ -429,6 +475,7 @@ int main(void)
 		return 1;
 	test_inval();
 	test_prq(&m);
+	test_bindings(&m);
 	test_stop_reset();
 	test_log(features);
 	close(vfd);
