@@ -786,9 +786,21 @@ TEST_F(vhost_iommu_bind, bind_ioctls)
 					   self->m.idev_id, MOCK_VSID));
 	EXPECT_EQ(-ENOENT, vi_set_endpoint(fd, VHOST_IOMMU_F_UNBIND, EP_ID, 0,
 					   0, 0));
+	/* No vDEVICE of that ID on the domain's vIOMMU */
+	EXPECT_EQ(-EXDEV, vi_set_endpoint(fd, 0, EP_ID, DOM_ID,
+					  self->m.idev_id, MOCK_VSID + 5));
 	ASSERT_EQ(0, ioctl(fd, VHOST_IOMMU_SET_ENDPOINT, &ep));
 	EXPECT_EQ(-EEXIST, vi_set_endpoint(fd, 0, EP_ID, DOM_ID,
 					   self->m.idev_id, MOCK_VSID));
+	/* 64 endpoints per domain */
+	for (int i = 1; i < 64; i++)
+		ASSERT_EQ(0, vi_set_endpoint(fd, 0, EP_ID + i, DOM_ID,
+					     self->m.idev_id, MOCK_VSID));
+	EXPECT_EQ(-ENOSPC, vi_set_endpoint(fd, 0, EP_ID + 64, DOM_ID,
+					   self->m.idev_id, MOCK_VSID));
+	for (int i = 1; i < 64; i++)
+		ASSERT_EQ(0, vi_set_endpoint(fd, VHOST_IOMMU_F_UNBIND,
+					     EP_ID + i, 0, 0, 0));
 
 	/* SET_FAULT_QUEUE: unknown flags; not a fault queue */
 	for (int bit = 0; bit < 32; bit++)
