@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Helpers for driving /dev/vhost-iommu: what a VMM does to set the device up
- * and to serve the slow-path channel, plus a minimal guest driver posting
- * requests on a split virtqueue. Guest "physical" addresses are the test
+ * Helpers for driving /dev/vhost-iommu: what a VMM does to set the device up,
+ * plus a minimal guest driver posting requests on split virtqueues. Guest "physical" addresses are the test
  * process's own addresses (one identity region in the memory table), as in
  * tools/virtio/virtio_test.c.
  */
@@ -46,7 +45,7 @@ int vi_open(struct vi_dev *d)
 {
 	memset(d, 0, sizeof(*d));
 	d->fd = -1;
-	for (int i = 0; i < VI_NR_VQS; i++) {
+	for (int i = 0; i < VI_MAX_VQS; i++) {
 		d->vqs[i].kick_fd = -1;
 		d->vqs[i].call_fd = -1;
 		d->vqs[i].err_fd = -1;
@@ -138,17 +137,18 @@ static int vi_setup_vq(struct vi_dev *d, unsigned int index, unsigned int num)
 	return 0;
 }
 
-int vi_set_running(struct vi_dev *d, unsigned int running)
+int vi_set_running(struct vi_dev *d, int running)
 {
-	struct vhost_iommu_running cmd = {
-		.size = sizeof(cmd),
-		.running = running,
-	};
-
-	return ioctl(d->fd, VHOST_IOMMU_SET_RUNNING, &cmd) ? -errno : 0;
+	return ioctl(d->fd, VHOST_IOMMU_SET_RUNNING, &running) ? -errno : 0;
 }
 
 int vi_setup(struct vi_dev *d, uint64_t features, unsigned int num)
+{
+	return vi_setup_n(d, features, num, 1);
+}
+
+int vi_setup_n(struct vi_dev *d, uint64_t features, unsigned int num,
+	       unsigned int nr_invalq)
 {
 	uint64_t offered;
 	int ret;
@@ -161,10 +161,13 @@ int vi_setup(struct vi_dev *d, uint64_t features, unsigned int num)
 		return -errno;
 	d->features = features;
 
+	if (nr_invalq < 1 || 1 + nr_invalq > VI_MAX_VQS)
+		return -EINVAL;
 	ret = vi_set_mem_table(d);
 	if (ret)
 		return ret;
-	for (unsigned int i = 0; i < VI_NR_VQS; i++) {
+	d->nr_vqs = 1 + nr_invalq;
+	for (unsigned int i = 0; i < d->nr_vqs; i++) {
 		ret = vi_setup_vq(d, i, num);
 		if (ret)
 			return ret;
@@ -184,7 +187,7 @@ void vi_close(struct vi_dev *d)
 	if (d->fd >= 0)
 		close(d->fd);
 	d->fd = -1;
-	for (int i = 0; i < VI_NR_VQS; i++) {
+	for (int i = 0; i < VI_MAX_VQS; i++) {
 		struct vi_vq *vq = &d->vqs[i];
 
 		if (vq->kick_fd >= 0)
@@ -304,51 +307,19 @@ bool vi_vq_error(struct vi_dev *d, unsigned int index, int timeout_ms)
 	return eventfd_read(pfd.fd, &val) == 0;
 }
 
-int vi_post_req(struct vi_dev *d, const void *req, uint32_t req_len,
-		void *resp, uint32_t resp_len)
+int vi_post_req_q(struct vi_dev *d, unsigned int vq, const void *req,
+		  uint32_t req_len, void *resp, uint32_t resp_len)
 {
 	struct vi_seg segs[2] = {
 		{ .addr = (void *)req, .len = req_len },
 		{ .addr = resp, .len = resp_len, .writable = true },
 	};
 
-	return vi_post(d, VI_REQ_VQ, segs, 2);
+	return vi_post(d, vq, segs, 2);
 }
 
-int vi_read_msg(struct vi_dev *d, struct vhost_iommu_req_msg *msg,
-		int timeout_ms)
+int vi_post_req(struct vi_dev *d, const void *req, uint32_t req_len,
+		void *resp, uint32_t resp_len)
 {
-	struct pollfd pfd = { .fd = d->fd, .events = POLLIN };
-	ssize_t ret;
-
-	if (poll(&pfd, 1, timeout_ms) != 1)
-		return -EAGAIN;
-	ret = read(d->fd, msg, sizeof(*msg));
-	if (ret < 0)
-		return -errno;
-	return ret;
-}
-
-int vi_answer(struct vi_dev *d, uint64_t cookie, uint8_t status,
-	      const void *payload, uint32_t payload_len)
-{
-	size_t len = sizeof(struct vhost_iommu_resp_msg) + payload_len;
-	struct vhost_iommu_resp_msg *resp = calloc(1, len);
-	ssize_t ret;
-
-	if (!resp)
-		return -ENOMEM;
-	resp->size = sizeof(*resp);
-	resp->version = VHOST_IOMMU_MSG_VERSION;
-	resp->type = VHOST_IOMMU_MSG_RESPONSE;
-	resp->cookie = cookie;
-	resp->status = status;
-	resp->payload_len = payload_len;
-	if (payload_len)
-		memcpy(resp->payload, payload, payload_len);
-	ret = write(d->fd, resp, len);
-	free(resp);
-	if (ret < 0)
-		return -errno;
-	return ret == (ssize_t)len ? 0 : -EIO;
+	return vi_post_req_q(d, VI_INVAL_VQ, req, req_len, resp, resp_len);
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * A small library for driving /dev/vhost-iommu from userspace: the setup a
- * VMM does, a guest side that posts requests on an identity-mapped split
- * virtqueue, and the VMM side of the slow-path channel.
+ * VMM does, and a guest side that posts requests on identity-mapped split
+ * virtqueues (the page-request queue and the invalidation queues).
  */
 #ifndef VHOST_IOMMU_LIB_H
 #define VHOST_IOMMU_LIB_H
@@ -16,9 +16,13 @@
 #include <linux/virtio_iommu.h>
 #include <linux/virtio_ring.h>
 
-#define VI_REQ_VQ	0
-#define VI_EVENT_VQ	1
-#define VI_NR_VQS	2
+/*
+ * v2 queue layout: vhost vq 0 is the page-request queue (virtio queue 2),
+ * vqs 1..N the invalidation queues (virtio queues 3..3+N-1).
+ */
+#define VI_PRQ_VQ	0
+#define VI_INVAL_VQ	1	/* the first invalidation queue */
+#define VI_MAX_VQS	(1 + VHOST_IOMMU_MAX_INVALQ)
 
 /* Guest "physical" memory: the test process's own addresses (identity) */
 #define VI_MEM_SIZE	(4UL << 20)
@@ -42,7 +46,8 @@ struct vi_dev {
 	int fd;
 	void *mem;		/* VI_MEM_SIZE bytes, registered as guest memory */
 	size_t mem_used;	/* bump allocator over mem */
-	struct vi_vq vqs[VI_NR_VQS];
+	struct vi_vq vqs[VI_MAX_VQS];
+	unsigned int nr_vqs;	/* set up by vi_setup: 1 + invalidation queues */
 	uint64_t features;
 	/* The "vCPU": a thread that writes the kick eventfds */
 	pthread_t kicker;
@@ -61,9 +66,13 @@ struct vi_seg {
 
 /* Device setup, as a VMM does it */
 int vi_open(struct vi_dev *d);
+/* The page-request queue and one invalidation queue */
 int vi_setup(struct vi_dev *d, uint64_t features, unsigned int num);
+/* The page-request queue and @nr_invalq invalidation queues */
+int vi_setup_n(struct vi_dev *d, uint64_t features, unsigned int num,
+	       unsigned int nr_invalq);
 int vi_set_mem_table(struct vi_dev *d);
-int vi_set_running(struct vi_dev *d, unsigned int running);
+int vi_set_running(struct vi_dev *d, int running);
 void vi_close(struct vi_dev *d);
 void *vi_alloc(struct vi_dev *d, size_t len);
 
@@ -80,15 +89,12 @@ bool vi_vq_error(struct vi_dev *d, unsigned int vq, int timeout_ms);
 
 /*
  * Post a request whose readable part is @req (@req_len bytes) and whose
- * writable part is @resp (@resp_len bytes); returns the head.
+ * writable part is @resp (@resp_len bytes) on the first invalidation queue
+ * (vi_post_req_q: on queue @vq); returns the head.
  */
 int vi_post_req(struct vi_dev *d, const void *req, uint32_t req_len,
 		void *resp, uint32_t resp_len);
-
-/* VMM side of the channel */
-int vi_read_msg(struct vi_dev *d, struct vhost_iommu_req_msg *msg,
-		int timeout_ms);
-int vi_answer(struct vi_dev *d, uint64_t cookie, uint8_t status,
-	      const void *payload, uint32_t payload_len);
+int vi_post_req_q(struct vi_dev *d, unsigned int vq, const void *req,
+		  uint32_t req_len, void *resp, uint32_t resp_len);
 
 #endif

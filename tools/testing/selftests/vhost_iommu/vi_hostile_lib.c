@@ -191,10 +191,7 @@ int vi_destroy(int iommufd, uint32_t id)
 
 int vi_set_iommufd(int fd, int iommufd)
 {
-	struct vhost_iommu_iommufd cmd = {
-		.size = sizeof(cmd),
-		.iommufd = iommufd,
-	};
+	struct vhost_iommu_iommufd cmd = { .fd = iommufd };
 
 	return ioctl(fd, VHOST_IOMMU_SET_IOMMUFD, &cmd) ? -errno : 0;
 }
@@ -202,7 +199,6 @@ int vi_set_iommufd(int fd, int iommufd)
 int vi_set_domain(int fd, uint32_t flags, uint32_t domain, uint32_t viommu_id)
 {
 	struct vhost_iommu_domain cmd = {
-		.size = sizeof(cmd),
 		.flags = flags,
 		.domain = domain,
 		.viommu_id = viommu_id,
@@ -212,10 +208,9 @@ int vi_set_domain(int fd, uint32_t flags, uint32_t domain, uint32_t viommu_id)
 }
 
 int vi_set_endpoint(int fd, uint32_t flags, uint32_t endpoint, uint32_t domain,
-		    uint32_t dev_id, uint64_t vdev_id)
+		    uint32_t dev_id, uint32_t vdev_id)
 {
 	struct vhost_iommu_endpoint cmd = {
-		.size = sizeof(cmd),
 		.flags = flags,
 		.endpoint = endpoint,
 		.domain = domain,
@@ -226,13 +221,9 @@ int vi_set_endpoint(int fd, uint32_t flags, uint32_t endpoint, uint32_t domain,
 	return ioctl(fd, VHOST_IOMMU_SET_ENDPOINT, &cmd) ? -errno : 0;
 }
 
-int vi_set_fault_queue(int fd, uint32_t flags, int fault_fd)
+int vi_set_fault_queue(int fd, int fault_fd)
 {
-	struct vhost_iommu_fault_queue cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.fault_fd = fault_fd,
-	};
+	struct vhost_iommu_fault_queue cmd = { .fd = fault_fd };
 
 	return ioctl(fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd) ? -errno : 0;
 }
@@ -249,7 +240,7 @@ int vi_bind_mock(struct vi_dev *d, struct vi_mock *m, uint32_t domain,
 		ret = vi_set_endpoint(d->fd, 0, endpoint, domain, m->idev_id,
 				      m->vsid);
 	if (!ret && faults)
-		ret = vi_set_fault_queue(d->fd, 0, m->fault_fd);
+		ret = vi_set_fault_queue(d->fd, m->fault_fd);
 	return ret;
 }
 

@@ -49,11 +49,13 @@ int vi_mock_log(int iommufd, uint32_t viommu_id, uint32_t *entries,
 		uint32_t *calls);
 int vi_destroy(int iommufd, uint32_t id);
 
+/* The v2 binding ioctls; -1 unbinds the iommufd and the fault queue */
 int vi_set_iommufd(int fd, int iommufd);
+/* @flags: 0 or VHOST_IOMMU_F_UNBIND */
 int vi_set_domain(int fd, uint32_t flags, uint32_t domain, uint32_t viommu_id);
 int vi_set_endpoint(int fd, uint32_t flags, uint32_t endpoint, uint32_t domain,
-		    uint32_t dev_id, uint64_t vdev_id);
-int vi_set_fault_queue(int fd, uint32_t flags, int fault_fd);
+		    uint32_t dev_id, uint32_t vdev_id);
+int vi_set_fault_queue(int fd, int fault_fd);
 /* SET_IOMMUFD, domain @domain with endpoint @endpoint, and the fault queue */
 int vi_bind_mock(struct vi_dev *d, struct vi_mock *m, uint32_t domain,
 		 uint32_t endpoint, bool faults);
