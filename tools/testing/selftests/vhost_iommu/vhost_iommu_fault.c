@@ -1,294 +1,372 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * VHOST_IOMMU_REPORT_FAULT: a VMM that emulates an endpoint reports the
- * DMA faults it sees; the device writes them on the guest's event queue as
- * standard struct virtio_iommu_fault records, in order, at most 64 waiting.
+ * vhost-iommu and the iommufd fault queue it serves
+ * (VHOST_IOMMU_SET_FAULT_QUEUE): who owns the queue, and that every page
+ * request group the device took is answered exactly once, whatever ends it
+ * (endpoint unbound, queue unbound, reset, close, faults racing a close).
+ * The data path of page requests is vhost_iommu_pri.
  */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
-#include <sys/wait.h>
 
 #include "../kselftest_harness.h"
-#include "vhost_iommu_lib.h"
+#include "vhost_iommu_utils.h"
+#include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 
 #define TIMEOUT_MS	2000
 #define QUIET_MS	100
 #define RING_NUM	256
-#define MAX_FAULTS	64
-#define REC		sizeof(struct virtio_iommu_fault)
-#define BIT64(n)	(1ULL << (n))
-#define FEATURES	BIT64(VIRTIO_F_VERSION_1)
-
-static int report(int fd, const void *arg)
-{
-	return ioctl(fd, VHOST_IOMMU_REPORT_FAULT, arg) ? -errno : 0;
-}
-
-static int report_addr(int fd, uint32_t ep, uint64_t addr)
-{
-	struct vhost_iommu_fault f = {
-		.size = sizeof(f),
-		.reason = VIRTIO_IOMMU_FAULT_R_MAPPING,
-		.fault_flags = VIRTIO_IOMMU_FAULT_F_WRITE |
-			       VIRTIO_IOMMU_FAULT_F_ADDRESS,
-		.endpoint = ep,
-		.address = addr,
-	};
-
-	return report(fd, &f);
-}
-
-/* Post @n event buffers of @len bytes, filled with 0xaa */
-static uint8_t *post_events(struct vi_dev *d, unsigned int n, uint32_t len)
-{
-	uint8_t *bufs = vi_alloc(d, (size_t)n * len);
-
-	if (!bufs)
-		return NULL;
-	memset(bufs, 0xaa, (size_t)n * len);
-	for (unsigned int i = 0; i < n; i++) {
-		struct vi_seg seg = {
-			.addr = bufs + (size_t)i * len,
-			.len = len,
-			.writable = true,
-		};
-
-		if (vi_post(d, VI_EVENT_VQ, &seg, 1) < 0)
-			return NULL;
-	}
-	vi_kick(d, VI_EVENT_VQ);
-	return bufs;
-}
+#define PRQ		VI_PRQ_VQ
+#define IQ0		VI_INVALQ(0)
+#define MOCK_VSID	0x10
+#define EP_ID		5
+#define DOM_ID		1
+#define ADDR		0xdeadb000ULL
 
 FIXTURE(vhost_iommu_fault) {
 	struct vi_dev d;
+	struct vi_mock m;
 };
 
 FIXTURE_SETUP(vhost_iommu_fault)
 {
-	int ret = vi_open(&self->d);
+	int ret;
 
+	self->m.iommufd = -1;
+	self->m.fault_fd = -1;
+	ret = vi_open(&self->d);
 	if (ret == -ENOENT)
 		SKIP(return, "no /dev/vhost-iommu");
 	ASSERT_EQ(0, ret);
-	ASSERT_EQ(0, vi_setup(&self->d, FEATURES, RING_NUM));
+	ASSERT_EQ(0, vi_setup(&self->d, VI_FEATURES_PRI, RING_NUM, 1));
+	ret = vi_mock_setup(&self->m, MOCK_VSID);
+	if (ret == -ENOTTY)
+		SKIP(return, "no iommufd selftest mock");
+	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, vi_bind_mock(&self->d, &self->m, DOM_ID, EP_ID, true));
 }
 
 FIXTURE_TEARDOWN(vhost_iommu_fault)
 {
 	vi_close(&self->d);
+	vi_mock_close(&self->m);
 }
 
-/* The record reaches the event buffer with the right bytes, nothing more */
-TEST_F(vhost_iommu_fault, record)
+static int trigger(struct vi_mock *m, uint32_t grpid)
 {
-	struct virtio_iommu_fault want = {
-		.reason = VIRTIO_IOMMU_FAULT_R_MAPPING,
-		.flags = htole32(VIRTIO_IOMMU_FAULT_F_READ |
-				 VIRTIO_IOMMU_FAULT_F_ADDRESS),
-		.endpoint = htole32(7),
-		.address = htole64(0x123456789000ULL),
-	};
-	struct vhost_iommu_fault f = {
-		.size = sizeof(f),
-		.reason = VIRTIO_IOMMU_FAULT_R_MAPPING,
-		.fault_flags = VIRTIO_IOMMU_FAULT_F_READ |
-			       VIRTIO_IOMMU_FAULT_F_ADDRESS,
-		.endpoint = 7,
-		.address = 0x123456789000ULL,
-	};
-	uint32_t id, len;
-	uint8_t *buf;
-
-	/* 40 bytes: the 16 beyond the record stay untouched */
-	buf = post_events(&self->d, 1, 40);
-	ASSERT_NE(NULL, buf);
-	ASSERT_EQ(0, report(self->d.fd, &f));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS));
-	EXPECT_EQ(REC, len);
-	EXPECT_EQ(0, memcmp(buf, &want, REC));
-	for (unsigned int i = REC; i < 40; i++)
-		EXPECT_EQ(0xaa, buf[i]);
-
-	/* The other reasons, and no address */
-	f.reason = VIRTIO_IOMMU_FAULT_R_DOMAIN;
-	f.fault_flags = 0;
-	f.address = 0;
-	buf = post_events(&self->d, 1, REC);
-	ASSERT_NE(NULL, buf);
-	ASSERT_EQ(0, report(self->d.fd, &f));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS));
-	EXPECT_EQ(REC, len);
-	EXPECT_EQ(VIRTIO_IOMMU_FAULT_R_DOMAIN, buf[0]);
-	EXPECT_EQ(0, le32toh(((struct virtio_iommu_fault *)buf)->flags));
-	EXPECT_EQ(0, le64toh(((struct virtio_iommu_fault *)buf)->address));
+	return vi_mock_trigger(m, m->idev_id, 0, grpid, ADDR);
 }
 
-/* iommufd size rules */
-TEST_F(vhost_iommu_fault, size)
+static int responses(struct vi_mock *m, uint32_t *code)
 {
-	struct {
-		struct vhost_iommu_fault f;
-		uint64_t tail;
-	} big = {
-		.f = {
-			.size = sizeof(big),
-			.reason = VIRTIO_IOMMU_FAULT_R_UNKNOWN,
-		},
-	};
-	uint32_t id, len;
-
-	big.f.size = sizeof(struct vhost_iommu_fault) - 1;
-	EXPECT_EQ(-EINVAL, report(self->d.fd, &big));
-	big.f.size = 4;
-	EXPECT_EQ(-EINVAL, report(self->d.fd, &big));
-	big.f.size = sizeof(big);
-	big.tail = 1;
-	EXPECT_EQ(-E2BIG, report(self->d.fd, &big));
-	/* None of these queued anything */
-	ASSERT_NE(NULL, post_events(&self->d, 1, REC));
-	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-					  QUIET_MS));
-	/* A larger structure with a zero tail is fine */
-	big.tail = 0;
-	EXPECT_EQ(0, report(self->d.fd, &big));
-	EXPECT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS));
-	EXPECT_EQ(REC, len);
-	EXPECT_EQ(-EFAULT, report(self->d.fd, NULL));
+	return vi_mock_responses(m, m->idev_id, NULL, code);
 }
 
-/* Fields the kernel refuses, and nothing queued for them */
-TEST_F(vhost_iommu_fault, bad_fields)
+static bool post_prq(struct vi_dev *d)
 {
-	struct vhost_iommu_fault good = {
-		.size = sizeof(good),
-		.reason = VIRTIO_IOMMU_FAULT_R_MAPPING,
-		.fault_flags = VIRTIO_IOMMU_FAULT_F_ADDRESS,
-		.address = 0x1000,
+	struct vi_seg seg = {
+		.addr = vi_alloc(d, VI_PRQ_REC),
+		.len = VI_PRQ_REC,
+		.writable = true,
 	};
-	struct vhost_iommu_fault f;
-	uint32_t id, len;
 
-	f = good;
-	f.flags = 1;
-	EXPECT_EQ(-EOPNOTSUPP, report(self->d.fd, &f));
-	f = good;
-	f.__reserved[2] = 1;
-	EXPECT_EQ(-EOPNOTSUPP, report(self->d.fd, &f));
-	f = good;
-	f.__reserved2 = 1;
-	EXPECT_EQ(-EOPNOTSUPP, report(self->d.fd, &f));
-	f = good;
-	f.reason = VIRTIO_IOMMU_FAULT_R_PAGE_REQUEST;	/* not a fault */
-	EXPECT_EQ(-EINVAL, report(self->d.fd, &f));
-	f.reason = 0xff;
-	EXPECT_EQ(-EINVAL, report(self->d.fd, &f));
-	f = good;
-	f.fault_flags |= VIRTIO_IOMMU_FAULT_F_PASID;
-	EXPECT_EQ(-EINVAL, report(self->d.fd, &f));
-	f.fault_flags = VIRTIO_IOMMU_FAULT_F_ADDRESS | (1U << 31);
-	EXPECT_EQ(-EINVAL, report(self->d.fd, &f));
-	f = good;
-	f.fault_flags = VIRTIO_IOMMU_FAULT_F_WRITE;	/* address, no flag */
-	EXPECT_EQ(-EINVAL, report(self->d.fd, &f));
-
-	ASSERT_NE(NULL, post_events(&self->d, 1, REC));
-	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-					  QUIET_MS));
-	EXPECT_EQ(0, report(self->d.fd, &good));
-	EXPECT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS));
+	if (!seg.addr || vi_post(d, PRQ, &seg, 1) < 0)
+		return false;
+	vi_kick(d, PRQ);
+	return true;
 }
 
-/* With no buffer the records wait, in order, up to the bound */
-TEST_F(vhost_iommu_fault, order_and_bound)
+/* Whether the device took every group of the fault queue within a second */
+static bool fault_queue_drained(int fault_fd)
 {
-	struct virtio_iommu_fault *rec;
-	uint32_t id, len;
-	uint8_t *bufs;
+	struct pollfd pfd = { .fd = fault_fd, .events = POLLIN };
 
-	for (unsigned int i = 0; i < MAX_FAULTS; i++)
-		ASSERT_EQ(0, report_addr(self->d.fd, 1, 0x1000ULL * (i + 1)));
-	EXPECT_EQ(-ENOSPC, report_addr(self->d.fd, 1, 0xdead000));
-
-	bufs = post_events(&self->d, MAX_FAULTS + 1, REC);
-	ASSERT_NE(NULL, bufs);
-	for (unsigned int i = 0; i < MAX_FAULTS; i++) {
-		ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-					 TIMEOUT_MS));
-		ASSERT_EQ(REC, len);
-		rec = (void *)(bufs + (size_t)i * REC);
-		EXPECT_EQ(0x1000ULL * (i + 1), le64toh(rec->address));
+	for (int i = 0; i < 1000; i++) {
+		if (poll(&pfd, 1, 0) == 0)
+			return true;
+		usleep(1000);
 	}
-	/* The refused one was not queued; there is room again */
-	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-					  QUIET_MS));
-	EXPECT_EQ(0, report_addr(self->d.fd, 2, 0x77000));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS));
-	rec = (void *)(bufs + (size_t)MAX_FAULTS * REC);
-	EXPECT_EQ(2, le32toh(rec->endpoint));
-	EXPECT_EQ(0x77000, le64toh(rec->address));
+	return false;
 }
 
-/* A buffer too small for a record is returned empty; the record waits */
-TEST_F(vhost_iommu_fault, small_buffer)
+/* The ioctl's argument rules */
+TEST_F(vhost_iommu_fault, fault_queue_ioctl)
+{
+	struct vhost_iommu_fault_queue cmd = { .fd = self->m.fault_fd };
+	int fd = self->d.fd;
+
+	/* Bound already, by the fixture */
+	EXPECT_EQ(-EBUSY, vi_set_fault_queue(fd, 0, self->m.fault_fd));
+	ASSERT_EQ(0, vi_set_fault_queue(fd, 0, -1));
+	/* Unbinding what is not bound is no error */
+	EXPECT_EQ(0, vi_set_fault_queue(fd, 0, -1));
+	for (int bit = 0; bit < 32; bit++) {
+		cmd.flags = 1U << bit;
+		EXPECT_EQ(-1, ioctl(fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd));
+		EXPECT_EQ(EOPNOTSUPP, errno);
+	}
+	cmd.flags = 0;
+	/* Not a fault queue, not a file */
+	EXPECT_EQ(-EBADF, vi_set_fault_queue(fd, 0, self->m.iommufd));
+	EXPECT_EQ(-EBADF, vi_set_fault_queue(fd, 0, self->d.vqs[PRQ].call_fd));
+	EXPECT_EQ(-EBADF, vi_set_fault_queue(fd, 0, -5));
+	EXPECT_EQ(-1, ioctl(fd, VHOST_IOMMU_SET_FAULT_QUEUE, NULL));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(0, ioctl(fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd));
+}
+
+/* No iommufd bound: no fault queue either */
+TEST(fault_queue_needs_iommufd)
+{
+	struct vi_mock m;
+	struct vi_dev d;
+	int ret;
+
+	ret = vi_open(&d);
+	if (ret == -ENOENT)
+		SKIP(return, "no /dev/vhost-iommu");
+	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, vi_setup(&d, VI_FEATURES_PRI, RING_NUM, 1));
+	ret = vi_mock_setup(&m, MOCK_VSID);
+	if (ret == -ENOTTY)
+		SKIP(return, "no iommufd selftest mock");
+	ASSERT_EQ(0, ret);
+	EXPECT_EQ(-EINVAL, vi_set_fault_queue(d.fd, 0, m.fault_fd));
+	vi_close(&d);
+	vi_mock_close(&m);
+}
+
+/*
+ * While a device serves the fault queue, the VMM can neither take nor answer
+ * its groups, and no second device can serve it; a queue with a group the
+ * VMM holds cannot be claimed until the VMM answers it.
+ */
+TEST_F(vhost_iommu_fault, fault_file_owned)
+{
+	struct iommu_hwpt_page_response r = {};
+	struct iommu_hwpt_pgfault pf;
+	struct vi_dev d2;
+
+	EXPECT_EQ(-1, read(self->m.fault_fd, &pf, sizeof(pf)));
+	EXPECT_EQ(EBUSY, errno);
+	EXPECT_EQ(-1, write(self->m.fault_fd, &r, sizeof(r)));
+	EXPECT_EQ(EBUSY, errno);
+
+	ASSERT_EQ(0, vi_open(&d2));
+	ASSERT_EQ(0, vi_setup(&d2, VI_FEATURES_PRI, RING_NUM, 1));
+	ASSERT_EQ(0, vi_set_iommufd(d2.fd, self->m.iommufd, 0));
+	EXPECT_EQ(-EBUSY, vi_set_fault_queue(d2.fd, 0, self->m.fault_fd));
+
+	/* Unbound: the VMM reads the queue again */
+	ASSERT_EQ(0, vi_set_fault_queue(self->d.fd, 0, -1));
+	ASSERT_EQ(0, trigger(&self->m, 2));
+	ASSERT_EQ(sizeof(pf), read(self->m.fault_fd, &pf, sizeof(pf)));
+	EXPECT_EQ(2, pf.grpid);
+	EXPECT_EQ(ADDR, pf.addr);
+
+	/* The VMM holds a group: nobody may take the queue over */
+	EXPECT_EQ(-EBUSY, vi_set_fault_queue(d2.fd, 0, self->m.fault_fd));
+	EXPECT_EQ(-EBUSY, vi_set_fault_queue(self->d.fd, 0, self->m.fault_fd));
+	r.cookie = pf.cookie;
+	r.code = IOMMUFD_PAGE_RESP_SUCCESS;
+	ASSERT_EQ(sizeof(r), write(self->m.fault_fd, &r, sizeof(r)));
+	EXPECT_EQ(1, responses(&self->m, NULL));
+
+	/* Answered: the second device may serve it, until it is closed */
+	EXPECT_EQ(0, vi_set_fault_queue(d2.fd, 0, self->m.fault_fd));
+	EXPECT_EQ(-1, read(self->m.fault_fd, &pf, sizeof(pf)));
+	EXPECT_EQ(EBUSY, errno);
+	vi_close(&d2);
+	EXPECT_EQ(0, vi_set_fault_queue(self->d.fd, 0, self->m.fault_fd));
+}
+
+/* Endpoint unbound (the guest detached it), queue unbound: answered INVALID */
+TEST_F(vhost_iommu_fault, unbind_answers)
+{
+	uint32_t id, len, code = ~0U;
+
+	/* Undelivered (no PRQ buffer), then the endpoint unbound */
+	ASSERT_EQ(0, trigger(&self->m, 1));
+	if (!fault_queue_drained(self->m.fault_fd))
+		SKIP(return, "the device takes no group without a PRQ buffer");
+	EXPECT_EQ(0, responses(&self->m, NULL));
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, VHOST_IOMMU_F_UNBIND, EP_ID,
+				     0, 0, 0));
+	EXPECT_EQ(1, responses(&self->m, &code));
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_INVALID, code);
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID, DOM_ID,
+				     self->m.idev_id, MOCK_VSID));
+
+	/* Delivered, then the fault queue unbound */
+	ASSERT_TRUE(post_prq(&self->d));
+	ASSERT_EQ(0, trigger(&self->m, 2));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	ASSERT_EQ(0, vi_set_fault_queue(self->d.fd, 0, -1));
+	EXPECT_EQ(2, responses(&self->m, &code));
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_INVALID, code);
+	/* The late answer touches nothing */
+	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
+		  vi_request(&self->d, IQ0,
+			     vi_make_page_resp(&self->d, EP_ID, 0, 0, 2,
+					       VIRTIO_IOMMU_PAGE_RESP_SUCCESS),
+			     VI_PAGE_RESP_LEN, &len, TIMEOUT_MS));
+	EXPECT_EQ(2, responses(&self->m, NULL));
+
+	/* Bound again: groups held at RESET_OWNER are answered too */
+	ASSERT_EQ(0, vi_set_fault_queue(self->d.fd, 0, self->m.fault_fd));
+	ASSERT_TRUE(post_prq(&self->d));
+	ASSERT_EQ(0, trigger(&self->m, 3));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_RESET_OWNER, NULL));
+	EXPECT_EQ(3, responses(&self->m, &code));
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_INVALID, code);
+}
+
+/* Close with groups held: the device answers each of them, nothing leaks */
+TEST_F(vhost_iommu_fault, close_with_groups)
 {
 	uint32_t id, len;
-	uint8_t *big;
+	bool drained;
 
-	ASSERT_NE(NULL, post_events(&self->d, 1, REC - 1));
-	ASSERT_EQ(0, report_addr(self->d.fd, 3, 0x5000));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS));
-	EXPECT_EQ(0, len);
-	big = post_events(&self->d, 1, REC);
-	ASSERT_NE(NULL, big);
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS));
-	EXPECT_EQ(REC, len);
-	EXPECT_EQ(0x5000, le64toh(((struct virtio_iommu_fault *)big)->address));
+	ASSERT_TRUE(post_prq(&self->d));
+	for (int i = 0; i < 8; i++)
+		ASSERT_EQ(0, trigger(&self->m, i));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	/* What the device has not taken yet stays the VMM's to answer */
+	drained = fault_queue_drained(self->m.fault_fd);
+	vi_close(&self->d);
+	if (drained) {
+		EXPECT_EQ(8, responses(&self->m, NULL));
+	} else {
+		EXPECT_LE(1, responses(&self->m, NULL));
+	}
 }
 
-/* A stopped device keeps the records until it runs again */
-TEST_F(vhost_iommu_fault, stopped)
-{
-	uint32_t id, len;
+struct trigger_arg {
+	struct vi_mock *m;
+	int nr;
+	int ret;
+};
 
-	ASSERT_EQ(0, vi_set_running(&self->d, 0));
-	ASSERT_EQ(0, report_addr(self->d.fd, 4, 0x9000));
-	ASSERT_NE(NULL, post_events(&self->d, 1, REC));
-	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-					  QUIET_MS));
-	ASSERT_EQ(0, vi_set_running(&self->d, 1));
-	EXPECT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS));
-	EXPECT_EQ(REC, len);
+static void *trigger_thread(void *p)
+{
+	struct trigger_arg *a = p;
+
+	for (int i = 0; i < a->nr && !a->ret; i++)
+		a->ret = trigger(a->m, i);
+	return NULL;
 }
 
-/* Only the owner reports; reset and close drop what waits (kmemleak) */
-TEST_F(vhost_iommu_fault, owner_and_reset)
+/*
+ * Faults keep coming while the device closes: each group is answered
+ * exactly once, by the device or, for what it did not take, by the VMM
+ * reading the fault queue afterwards.
+ */
+TEST_F(vhost_iommu_fault, faults_racing_close)
 {
-	int status;
-	pid_t pid;
+	struct trigger_arg a = { .m = &self->m, .nr = 200 };
+	struct iommu_hwpt_page_response r = {
+		.code = IOMMUFD_PAGE_RESP_SUCCESS,
+	};
+	struct iommu_hwpt_pgfault f[16];
+	pthread_t t;
+	ssize_t n;
 
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (!pid)
-		_exit(report_addr(self->d.fd, 1, 0x1000) == -EPERM ? 0 : 1);
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_TRUE(post_prq(&self->d));
+	ASSERT_EQ(0, pthread_create(&t, NULL, trigger_thread, &a));
+	usleep(2000);
+	vi_close(&self->d);
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(0, a.ret);
+	while ((n = read(self->m.fault_fd, f, sizeof(f))) > 0) {
+		for (size_t i = 0; i < n / sizeof(f[0]); i++) {
+			r.cookie = f[i].cookie;
+			ASSERT_EQ(sizeof(r), write(self->m.fault_fd, &r,
+						   sizeof(r)));
+		}
+	}
+	EXPECT_EQ(a.nr, responses(&self->m, NULL));
+}
 
-	for (unsigned int i = 0; i < 10; i++)
-		ASSERT_EQ(0, report_addr(self->d.fd, 1, 0x1000));
-	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_RESET_OWNER));
-	/* No owner any more */
-	EXPECT_EQ(-EPERM, report_addr(self->d.fd, 1, 0x1000));
-	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_SET_OWNER));
-	/* The count restarted: a full bound fits again, then close */
-	for (unsigned int i = 0; i < MAX_FAULTS; i++)
-		ASSERT_EQ(0, report_addr(self->d.fd, 1, 0x1000));
-	EXPECT_EQ(-ENOSPC, report_addr(self->d.fd, 1, 0x1000));
+/*
+ * B6: SET_IOMMUFD(-1) while the fault queue of that iommufd is bound (its
+ * domains unbound) unbinds the fault queue as well: its held groups are
+ * answered INVALID and its VMM reads it again. Device IDs of the old
+ * context never meet the endpoints bound with the next one.
+ */
+TEST_F(vhost_iommu_fault, iommufd_unbind_releases_queue)
+{
+	struct iommu_hwpt_pgfault pf;
+	struct vi_mock m2;
+	uint32_t id, len, code = ~0U;
+
+	ASSERT_TRUE(post_prq(&self->d));
+	ASSERT_EQ(0, trigger(&self->m, 1));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	ASSERT_EQ(0, trigger(&self->m, 2));
+	ASSERT_TRUE(fault_queue_drained(self->m.fault_fd));
+	EXPECT_EQ(0, responses(&self->m, NULL));
+
+	EXPECT_EQ(-EBUSY, vi_set_iommufd(self->d.fd, -1, 0));
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, VHOST_IOMMU_F_UNBIND, EP_ID,
+				     0, 0, 0));
+	/* The endpoint's groups went with it */
+	EXPECT_EQ(2, responses(&self->m, &code));
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_INVALID, code);
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, VHOST_IOMMU_F_UNBIND, DOM_ID, 0));
+	/* The fault queue is still bound: unbinding the iommufd drops it */
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, -1, 0));
+	ASSERT_EQ(0, trigger(&self->m, 3));
+	EXPECT_EQ(sizeof(pf), read(self->m.fault_fd, &pf, sizeof(pf)))
+		TH_LOG("fault queue still claimed after SET_IOMMUFD(-1)");
+	EXPECT_EQ(3, pf.grpid);
+	EXPECT_EQ(2, responses(&self->m, NULL));
+
+	/* A new context: the old device ID is nothing there */
+	ASSERT_EQ(0, vi_mock_setup(&m2, MOCK_VSID));
+	ASSERT_EQ(self->m.idev_id, m2.idev_id);
+	ASSERT_EQ(0, vi_bind_mock(&self->d, &m2, DOM_ID, EP_ID, true));
+	EXPECT_EQ(-EBUSY, vi_set_fault_queue(self->d.fd, 0,
+					     self->m.fault_fd));
+	ASSERT_TRUE(post_prq(&self->d));
+	ASSERT_EQ(0, vi_mock_trigger(&m2, m2.idev_id, 0, 4, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  vi_request(&self->d, IQ0,
+			     vi_make_page_resp(&self->d, EP_ID, 0, 0, 4,
+					       VIRTIO_IOMMU_PAGE_RESP_SUCCESS),
+			     VI_PAGE_RESP_LEN, &len, TIMEOUT_MS));
+	EXPECT_EQ(1, vi_mock_responses(&m2, m2.idev_id, NULL, NULL));
+	/* The first context's device got nothing more */
+	EXPECT_EQ(2, responses(&self->m, NULL));
+	vi_close(&self->d);
+	vi_mock_close(&m2);
+}
+
+/*
+ * The VMM closes its fault fd while the device serves the queue: the device
+ * holds the file, and answers its groups when it is closed.
+ */
+TEST_F(vhost_iommu_fault, vmm_closes_fault_fd)
+{
+	uint32_t id, len, code = ~0U;
+
+	ASSERT_TRUE(post_prq(&self->d));
+	ASSERT_EQ(0, trigger(&self->m, 1));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	close(self->m.fault_fd);
+	self->m.fault_fd = -1;
+	EXPECT_EQ(0, responses(&self->m, NULL));
+	vi_close(&self->d);
+	EXPECT_EQ(1, responses(&self->m, &code));
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_INVALID, code);
 }
 
 TEST_HARNESS_MAIN

@@ -2,284 +2,231 @@
 /*
  * vhost-iommu page requests: the iommufd selftest mock device, attached to a
  * nested HWPT with a fault queue, raises page requests
- * (IOMMU_TEST_OP_TRIGGER_IOPF); the device delivers them on the guest's
- * event queue and completes the guest's PAGE_RESP through iommufd, which
- * the mock records (IOMMU_TEST_OP_IOPF_RESPONSE).
+ * (IOMMU_TEST_OP_TRIGGER_IOPF); the device writes them as records on the
+ * guest's page-request queue (virtio queue 2, vhost index 0) and completes
+ * the guest's PAGE_RESP, posted on any invalidation queue, through iommufd,
+ * which the mock records (IOMMU_TEST_OP_IOPF_RESPONSE).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <endian.h>
 #include <sys/ioctl.h>
 
 #include "../kselftest_harness.h"
-#include "vhost_iommu_lib.h"
-#include "vi_hostile_lib.h"
+#include "vhost_iommu_utils.h"
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 
 #define TIMEOUT_MS	2000
 #define QUIET_MS	100
 #define RING_NUM	256
+#define NR_INVALQ	2
+#define PRQ		VI_PRQ_VQ
+#define IQ0		VI_INVALQ(0)
+#define IQ1		VI_INVALQ(1)
 
-#define BIT64(n)	(1ULL << (n))
-#define FEATURES	(BIT64(VIRTIO_F_VERSION_1) |			\
-			 BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE) |		\
-			 BIT64(VIRTIO_IOMMU_F_PAGE_REQUEST))
-
-#define TAIL		sizeof(struct virtio_iommu_req_tail)
-#define REC		sizeof(struct virtio_iommu_page_request)
-#define RESP_LEN	offsetof(struct virtio_iommu_req_page_resp, tail)
 #define MOCK_VSID	0x10
 #define EP_ID		5
 #define DOM_ID		1
 #define GRPID		0x2
 #define ADDR		0xdeadb000ULL
 #define NO_PASID	0
+#define SUCCESS		VIRTIO_IOMMU_PAGE_RESP_SUCCESS
+#define INVALID		VIRTIO_IOMMU_PAGE_RESP_INVALID
+#define FAILURE		VIRTIO_IOMMU_PAGE_RESP_FAILURE
 
 FIXTURE(vhost_iommu_pri) {
 	struct vi_dev d;
-	int iommufd;
-	uint32_t idev_id;
-	uint32_t stdev_id;
-	uint32_t viommu_id;
-	uint32_t fault_id;
-	int fault_fd;
-	uint32_t hwpt_id;
+	struct vi_mock m;
 };
-
-static int set_fault_queue(int fd, uint32_t flags, int fault_fd)
-{
-	struct vhost_iommu_fault_queue cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.fault_fd = fault_fd,
-	};
-
-	return ioctl(fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd) ? -errno : 0;
-}
-
-static int bind_all(struct vi_dev *d, int iommufd, uint32_t viommu_id,
-		    uint32_t idev_id, int fault_fd)
-{
-	struct vhost_iommu_iommufd ifd = {
-		.size = sizeof(ifd),
-		.iommufd = iommufd,
-	};
-	struct vhost_iommu_domain dom = {
-		.size = sizeof(dom),
-		.domain = DOM_ID,
-		.viommu_id = viommu_id,
-	};
-	struct vhost_iommu_endpoint ep = {
-		.size = sizeof(ep),
-		.endpoint = EP_ID,
-		.domain = DOM_ID,
-		.dev_id = idev_id,
-		.vdev_id = MOCK_VSID,
-	};
-
-	if (ioctl(d->fd, VHOST_IOMMU_SET_IOMMUFD, &ifd) ||
-	    ioctl(d->fd, VHOST_IOMMU_SET_DOMAIN, &dom) ||
-	    ioctl(d->fd, VHOST_IOMMU_SET_ENDPOINT, &ep))
-		return -errno;
-	return set_fault_queue(d->fd, 0, fault_fd);
-}
-
-static int trigger(int fd, uint32_t dev_id, uint32_t pasid, uint32_t grpid,
-		   uint64_t addr)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_TRIGGER_IOPF,
-		.trigger_iopf = {
-			.dev_id = dev_id,
-			.pasid = pasid,
-			.grpid = grpid,
-			.perm = IOMMU_PGFAULT_PERM_READ |
-				IOMMU_PGFAULT_PERM_WRITE,
-			.addr = addr,
-		},
-	};
-
-	return ioctl(fd, IOMMU_TEST_CMD, &cmd) ? -errno : 0;
-}
-
-/* Number of page responses the mock device got, and the last one */
-static int responses(int fd, uint32_t dev_id, uint32_t *grpid,
-		     uint32_t *code)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_IOPF_RESPONSE,
-		.iopf_response = { .dev_id = dev_id },
-	};
-
-	if (ioctl(fd, IOMMU_TEST_CMD, &cmd))
-		return -errno;
-	if (grpid)
-		*grpid = cmd.iopf_response.out_grpid;
-	if (code)
-		*code = cmd.iopf_response.out_code;
-	return cmd.iopf_response.out_count;
-}
-
-/* Post one event buffer of @len bytes, filled with 0xff */
-static struct virtio_iommu_page_request *post_event(struct vi_dev *d,
-						    uint32_t len)
-{
-	struct virtio_iommu_page_request *rec = vi_alloc(d, len);
-	struct vi_seg seg = { .addr = rec, .len = len, .writable = true };
-
-	memset(rec, 0xff, len);
-	if (vi_post(d, VI_EVENT_VQ, &seg, 1) < 0)
-		return NULL;
-	return rec;
-}
-
-/* Post a PAGE_RESP and return its status, or -errno */
-static int page_resp(struct vi_dev *d, uint32_t endpoint, uint32_t flags,
-		     uint32_t pasid, uint32_t grpid, uint16_t code,
-		     uint8_t reserved)
-{
-	struct virtio_iommu_req_page_resp *req = vi_alloc(d, sizeof(*req));
-	uint8_t *resp = vi_alloc(d, TAIL);
-	uint32_t id, len;
-	int head;
-
-	memset(req, 0, sizeof(*req));
-	req->head.type = VIRTIO_IOMMU_T_PAGE_RESP;
-	req->endpoint = endpoint;
-	req->flags = flags;
-	req->pasid = pasid;
-	req->group = grpid;
-	req->code = code;
-	req->reserved[9] = reserved;
-	memset(resp, 0xff, TAIL);
-	head = vi_post_req(d, req, RESP_LEN, resp, TAIL);
-	if (head < 0)
-		return head;
-	vi_kick(d, VI_REQ_VQ);
-	if (vi_get_used(d, VI_REQ_VQ, &id, &len, TIMEOUT_MS))
-		return -ETIMEDOUT;
-	if (id != (uint32_t)head || len != TAIL)
-		return -EIO;
-	return resp[0];
-}
 
 FIXTURE_SETUP(vhost_iommu_pri)
 {
-	struct vi_mock m;
 	int ret;
 
-	self->iommufd = -1;
-	self->fault_fd = -1;
+	self->m.iommufd = -1;
+	self->m.fault_fd = -1;
 	ret = vi_open(&self->d);
 	if (ret == -ENOENT)
 		SKIP(return, "no /dev/vhost-iommu");
 	ASSERT_EQ(0, ret);
-	ASSERT_EQ(0, vi_setup(&self->d, FEATURES, RING_NUM));
-	ret = vi_mock_setup(&m, MOCK_VSID);
+	ret = vi_setup(&self->d, VI_FEATURES_PRI, RING_NUM, NR_INVALQ);
+	if (ret == -EOPNOTSUPP)
+		SKIP(return, "no VIRTIO_IOMMU_F_PAGE_REQUEST");
+	ASSERT_EQ(0, ret);
+	ret = vi_mock_setup(&self->m, MOCK_VSID);
 	if (ret == -ENOTTY)
 		SKIP(return, "no iommufd selftest mock");
 	ASSERT_EQ(0, ret);
-	self->iommufd = m.iommufd;
-	self->fault_fd = m.fault_fd;
-	self->idev_id = m.idev_id;
-	self->stdev_id = m.stdev_id;
-	self->viommu_id = m.viommu_id;
-	self->fault_id = m.fault_id;
-	self->hwpt_id = m.nested_id;
-	ASSERT_EQ(0, bind_all(&self->d, self->iommufd, self->viommu_id,
-			      self->idev_id, self->fault_fd));
+	ASSERT_EQ(0, vi_bind_mock(&self->d, &self->m, DOM_ID, EP_ID, true));
 }
 
 FIXTURE_TEARDOWN(vhost_iommu_pri)
 {
 	vi_close(&self->d);
-	if (self->fault_fd >= 0)
-		close(self->fault_fd);
-	if (self->iommufd >= 0)
-		close(self->iommufd);
+	vi_mock_close(&self->m);
+}
+
+static int trigger(struct vi_mock *m, uint32_t pasid, uint32_t grpid,
+		   uint64_t addr)
+{
+	return vi_mock_trigger(m, m->idev_id, pasid, grpid, addr);
+}
+
+static int responses(struct vi_mock *m, uint32_t *grpid, uint32_t *code)
+{
+	return vi_mock_responses(m, m->idev_id, grpid, code);
+}
+
+/* Post one PRQ buffer of @len bytes, filled with 0xff */
+static struct virtio_iommu_page_request *post_prq(struct vi_dev *d,
+						  uint32_t len)
+{
+	struct virtio_iommu_page_request *rec = vi_alloc(d, len);
+	struct vi_seg seg = { .addr = rec, .len = len, .writable = true };
+
+	memset(rec, 0xff, len);
+	if (vi_post(d, PRQ, &seg, 1) < 0)
+		return NULL;
+	return rec;
+}
+
+/* Post a PAGE_RESP on invalidation queue @vq and return its status */
+static int page_resp_q(struct vi_dev *d, unsigned int vq, uint32_t endpoint,
+		       uint32_t flags, uint32_t pasid, uint32_t grpid,
+		       uint16_t code, uint8_t reserved)
+{
+	struct virtio_iommu_req_page_resp *req;
+	uint32_t len = 0;
+	int ret;
+
+	req = vi_make_page_resp(d, endpoint, flags, pasid, grpid, code);
+	if (!req)
+		return -ENOMEM;
+	req->reserved[9] = reserved;
+	ret = vi_request(d, vq, req, VI_PAGE_RESP_LEN, &len, TIMEOUT_MS);
+	if (ret >= 0 && len != VI_TAIL)
+		return -EPROTO;
+	return ret;
+}
+
+static int page_resp(struct vi_dev *d, uint32_t endpoint, uint32_t flags,
+		     uint32_t pasid, uint32_t grpid, uint16_t code,
+		     uint8_t reserved)
+{
+	return page_resp_q(d, IQ0, endpoint, flags, pasid, grpid, code,
+			   reserved);
+}
+
+/* Whether the device took every group of the fault queue within a second */
+static bool fault_queue_drained(int fault_fd)
+{
+	struct pollfd pfd = { .fd = fault_fd, .events = POLLIN };
+
+	for (int i = 0; i < 1000; i++) {
+		if (poll(&pfd, 1, 0) == 0)
+			return true;
+		usleep(1000);
+	}
+	return false;
 }
 
 /* The round trip: page request to the guest, its answer to the IOMMU */
 TEST_F(vhost_iommu_pri, round_trip)
 {
 	struct virtio_iommu_page_request *rec;
-	uint32_t id, len, grpid = 0, code = 0;
+	uint32_t id, len, grpid = 0, code = ~0U;
 
-	ASSERT_EQ(0, responses(self->iommufd, self->idev_id, NULL, NULL));
-	rec = post_event(&self->d, REC);
+	ASSERT_EQ(0, responses(&self->m, NULL, NULL));
+	rec = post_prq(&self->d, VI_PRQ_REC);
 	ASSERT_NE(NULL, rec);
-	vi_kick(&self->d, VI_EVENT_VQ);
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, GRPID,
-			     ADDR));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-				 TIMEOUT_MS));
-	EXPECT_EQ(REC, len);
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, GRPID, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(VI_PRQ_REC, len);
 	EXPECT_EQ(VIRTIO_IOMMU_FAULT_R_PAGE_REQUEST, rec->reason);
 	EXPECT_EQ(0, rec->reserved[0] | rec->reserved[1] | rec->reserved[2]);
 	EXPECT_EQ(VIRTIO_IOMMU_FAULT_F_READ | VIRTIO_IOMMU_FAULT_F_WRITE |
 		  VIRTIO_IOMMU_FAULT_F_ADDRESS |
-		  VIRTIO_IOMMU_FAULT_F_LAST_PAGE, rec->flags);
-	EXPECT_EQ(EP_ID, rec->endpoint);
+		  VIRTIO_IOMMU_FAULT_F_LAST_PAGE, le32toh(rec->flags));
+	EXPECT_EQ(EP_ID, le32toh(rec->endpoint));
 	EXPECT_EQ(0, rec->pasid);
-	EXPECT_EQ(ADDR, rec->address);
-	EXPECT_EQ(GRPID, rec->group);
+	EXPECT_EQ(ADDR, le64toh(rec->address));
+	EXPECT_EQ(GRPID, le32toh(rec->group));
+	EXPECT_EQ(0, rec->reserved2[0] | rec->reserved2[1] |
+		     rec->reserved2[2] | rec->reserved2[3]);
 	/* Not answered yet */
-	EXPECT_EQ(0, responses(self->iommufd, self->idev_id, NULL, NULL));
+	EXPECT_EQ(0, responses(&self->m, NULL, NULL));
 
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
-		  page_resp(&self->d, EP_ID, 0, 0, GRPID,
-			    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
-	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, &grpid, &code));
+		  page_resp(&self->d, EP_ID, 0, 0, GRPID, SUCCESS, 0));
+	EXPECT_EQ(1, responses(&self->m, &grpid, &code));
 	EXPECT_EQ(GRPID, grpid);
-	EXPECT_EQ(VIRTIO_IOMMU_PAGE_RESP_SUCCESS, code);
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_SUCCESS, code);
 
 	/* Answered already: S_INVAL, nothing reaches the IOMMU */
 	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
-		  page_resp(&self->d, EP_ID, 0, 0, GRPID,
-			    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
-	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, NULL, NULL));
+		  page_resp(&self->d, EP_ID, 0, 0, GRPID, SUCCESS, 0));
+	EXPECT_EQ(1, responses(&self->m, NULL, NULL));
 }
 
-/* With a PASID, and the FAILURE code the iommufd uAPI has no name for */
-TEST_F(vhost_iommu_pri, pasid_failure)
+/* PAGE_RESP is accepted on any invalidation queue */
+TEST_F(vhost_iommu_pri, any_invalq)
+{
+	uint32_t id, len;
+
+	for (int i = 0; i < 2; i++)
+		ASSERT_NE(NULL, post_prq(&self->d, VI_PRQ_REC));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, 1, ADDR));
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, 2, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  page_resp_q(&self->d, IQ1, EP_ID, 0, 0, 2, SUCCESS, 0));
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  page_resp_q(&self->d, IQ0, EP_ID, 0, 0, 1, SUCCESS, 0));
+	EXPECT_EQ(2, responses(&self->m, NULL, NULL));
+}
+
+/*
+ * With a PASID, and the guest's FAILURE: iommufd takes only SUCCESS and
+ * INVALID (as the fault fd's write()), so the device answers INVALID.
+ */
+TEST_F(vhost_iommu_pri, failure_as_invalid)
 {
 	struct virtio_iommu_page_request *rec;
-	uint32_t id, len, grpid = 0, code = 0;
+	uint32_t id, len, grpid = 0, code = ~0U;
 
-	rec = post_event(&self->d, REC);
+	rec = post_prq(&self->d, VI_PRQ_REC);
 	ASSERT_NE(NULL, rec);
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, 0x77, 9, ADDR));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-				 TIMEOUT_MS));
-	EXPECT_EQ(REC, len);
-	EXPECT_TRUE(rec->flags & VIRTIO_IOMMU_FAULT_F_PASID);
-	EXPECT_EQ(0x77, rec->pasid);
-	EXPECT_EQ(9, rec->group);
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, 0x77, 9, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(VI_PRQ_REC, len);
+	EXPECT_TRUE(le32toh(rec->flags) & VIRTIO_IOMMU_FAULT_F_PASID);
+	EXPECT_EQ(0x77, le32toh(rec->pasid));
+	EXPECT_EQ(9, le32toh(rec->group));
 	/* The PASID must match */
 	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
-		  page_resp(&self->d, EP_ID, 0, 0, 9,
-			    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
+		  page_resp(&self->d, EP_ID, 0, 0, 9, SUCCESS, 0));
 	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
 		  page_resp(&self->d, EP_ID, VIRTIO_IOMMU_PAGE_RESP_F_PASID,
-			    0x78, 9, VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
-	EXPECT_EQ(0, responses(self->iommufd, self->idev_id, NULL, NULL));
+			    0x78, 9, SUCCESS, 0));
+	EXPECT_EQ(0, responses(&self->m, NULL, NULL));
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
 		  page_resp(&self->d, EP_ID, VIRTIO_IOMMU_PAGE_RESP_F_PASID,
-			    0x77, 9, VIRTIO_IOMMU_PAGE_RESP_FAILURE, 0));
-	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, &grpid, &code));
+			    0x77, 9, FAILURE, 0));
+	EXPECT_EQ(1, responses(&self->m, &grpid, &code));
 	EXPECT_EQ(9, grpid);
-	EXPECT_EQ(VIRTIO_IOMMU_PAGE_RESP_FAILURE, code);
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_INVALID, code);
 }
 
-/* Requests wait for event buffers, in order, and are not lost */
+/* Requests wait for PRQ buffers, in order, and are never dropped */
 TEST_F(vhost_iommu_pri, no_buffer_then_buffers)
 {
 	struct virtio_iommu_page_request *recs[3];
@@ -287,31 +234,29 @@ TEST_F(vhost_iommu_pri, no_buffer_then_buffers)
 	int i;
 
 	for (i = 0; i < 3; i++)
-		ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID,
-				     10 + i, ADDR + i * 0x1000));
-	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-					  QUIET_MS));
+		ASSERT_EQ(0, trigger(&self->m, NO_PASID, 10 + i,
+				     ADDR + i * 0x1000));
+	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, PRQ, &id, &len, QUIET_MS));
 	/* A PAGE_RESP for a group the guest has not seen is forged */
 	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
-		  page_resp(&self->d, EP_ID, 0, 0, 10,
-			    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
+		  page_resp(&self->d, EP_ID, 0, 0, 10, SUCCESS, 0));
 
 	for (i = 0; i < 3; i++) {
-		recs[i] = post_event(&self->d, REC);
+		recs[i] = post_prq(&self->d, VI_PRQ_REC);
 		ASSERT_NE(NULL, recs[i]);
-		vi_kick(&self->d, VI_EVENT_VQ);
-		ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
+		vi_kick(&self->d, PRQ);
+		ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len,
 					 TIMEOUT_MS));
-		EXPECT_EQ(REC, len);
-		EXPECT_EQ(10 + i, recs[i]->group);
-		EXPECT_EQ(ADDR + i * 0x1000, recs[i]->address);
+		EXPECT_EQ(VI_PRQ_REC, len);
+		EXPECT_EQ(10 + i, le32toh(recs[i]->group));
+		EXPECT_EQ(ADDR + i * 0x1000, le64toh(recs[i]->address));
 	}
-	/* Answered out of order */
+	/* Answered out of order, on both queues */
 	for (i = 2; i >= 0; i--)
 		EXPECT_EQ(VIRTIO_IOMMU_S_OK,
-			  page_resp(&self->d, EP_ID, 0, 0, 10 + i,
-				    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
-	EXPECT_EQ(3, responses(self->iommufd, self->idev_id, NULL, NULL));
+			  page_resp_q(&self->d, i & 1 ? IQ1 : IQ0, EP_ID, 0, 0,
+				      10 + i, SUCCESS, 0));
+	EXPECT_EQ(3, responses(&self->m, NULL, NULL));
 }
 
 /*
@@ -325,43 +270,36 @@ TEST_F(vhost_iommu_pri, bound)
 	int i;
 
 	for (i = 0; i < 70; i++)
-		ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID,
-				     i, ADDR));
+		ASSERT_EQ(0, trigger(&self->m, NO_PASID, i, ADDR));
 	for (i = 0; i < 70; i++) {
-		recs[i] = post_event(&self->d, REC);
+		recs[i] = post_prq(&self->d, VI_PRQ_REC);
 		ASSERT_NE(NULL, recs[i]);
 	}
-	vi_kick(&self->d, VI_EVENT_VQ);
+	vi_kick(&self->d, PRQ);
 	for (i = 0; i < 64; i++) {
-		ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
+		ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len,
 					 TIMEOUT_MS));
-		EXPECT_EQ(i, recs[i]->group);
+		EXPECT_EQ(i, le32toh(recs[i]->group));
 	}
-	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-					  QUIET_MS));
-	EXPECT_EQ(0, responses(self->iommufd, self->idev_id, NULL, NULL));
+	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, PRQ, &id, &len, QUIET_MS));
+	EXPECT_EQ(0, responses(&self->m, NULL, NULL));
 	/* One answer makes room for one more */
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
-		  page_resp(&self->d, EP_ID, 0, 0, 0,
-			    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-				 TIMEOUT_MS));
-	EXPECT_EQ(64, recs[64]->group);
-	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-					  QUIET_MS));
+		  page_resp(&self->d, EP_ID, 0, 0, 0, SUCCESS, 0));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(64, le32toh(recs[64]->group));
+	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, PRQ, &id, &len, QUIET_MS));
 	for (i = 1; i < 65; i++)
 		EXPECT_EQ(VIRTIO_IOMMU_S_OK,
-			  page_resp(&self->d, EP_ID, 0, 0, i,
-				    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
+			  page_resp(&self->d, EP_ID, 0, 0, i, SUCCESS, 0));
 	for (i = 65; i < 70; i++) {
-		ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
+		ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len,
 					 TIMEOUT_MS));
-		EXPECT_EQ(i, recs[i]->group);
+		EXPECT_EQ(i, le32toh(recs[i]->group));
 		EXPECT_EQ(VIRTIO_IOMMU_S_OK,
-			  page_resp(&self->d, EP_ID, 0, 0, i,
-				    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
+			  page_resp(&self->d, EP_ID, 0, 0, i, SUCCESS, 0));
 	}
-	EXPECT_EQ(70, responses(self->iommufd, self->idev_id, NULL, NULL));
+	EXPECT_EQ(70, responses(&self->m, NULL, NULL));
 }
 
 /* A buffer too small for a record is returned empty; the record waits */
@@ -370,19 +308,17 @@ TEST_F(vhost_iommu_pri, small_buffer)
 	struct virtio_iommu_page_request *rec;
 	uint32_t id, len;
 
-	ASSERT_NE(NULL, post_event(&self->d, REC - 1));
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, GRPID,
-			     ADDR));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-				 TIMEOUT_MS));
+	ASSERT_NE(NULL, post_prq(&self->d, VI_PRQ_REC - 1));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, GRPID, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
 	EXPECT_EQ(0, len);
-	rec = post_event(&self->d, REC);
+	rec = post_prq(&self->d, VI_PRQ_REC);
 	ASSERT_NE(NULL, rec);
-	vi_kick(&self->d, VI_EVENT_VQ);
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-				 TIMEOUT_MS));
-	EXPECT_EQ(REC, len);
-	EXPECT_EQ(GRPID, rec->group);
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(VI_PRQ_REC, len);
+	EXPECT_EQ(GRPID, le32toh(rec->group));
 }
 
 /* Malformed and forged responses: S_INVAL, nothing reaches the IOMMU */
@@ -390,11 +326,10 @@ TEST_F(vhost_iommu_pri, bad_responses)
 {
 	uint32_t id, len;
 
-	ASSERT_NE(NULL, post_event(&self->d, REC));
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, GRPID,
-			     ADDR));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-				 TIMEOUT_MS));
+	ASSERT_NE(NULL, post_prq(&self->d, VI_PRQ_REC));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, GRPID, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
 	/* Unknown flag, code, non-zero reserved, PASID without the flag */
 	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
 		  page_resp(&self->d, EP_ID, 2, 0, GRPID, 0, 0));
@@ -409,325 +344,216 @@ TEST_F(vhost_iommu_pri, bad_responses)
 		  page_resp(&self->d, EP_ID + 1, 0, 0, GRPID, 0, 0));
 	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
 		  page_resp(&self->d, EP_ID, 0, 0, GRPID + 1, 0, 0));
-	EXPECT_EQ(0, responses(self->iommufd, self->idev_id, NULL, NULL));
+	EXPECT_EQ(0, responses(&self->m, NULL, NULL));
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
-		  page_resp(&self->d, EP_ID, 0, 0, GRPID,
-			    VIRTIO_IOMMU_PAGE_RESP_INVALID, 0));
-	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, NULL, NULL));
-}
-
-/* A PAGE_RESP waits behind a request at the VMM */
-TEST_F(vhost_iommu_pri, resp_after_forwarded)
-{
-	struct virtio_iommu_req_page_resp *req;
-	struct vhost_iommu_req_msg msg;
-	uint8_t *attach, *resp, *resp2;
-	uint32_t id, len;
-
-	ASSERT_NE(NULL, post_event(&self->d, REC));
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, GRPID,
-			     ADDR));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-				 TIMEOUT_MS));
-
-	/* An ATTACH goes to the VMM; the PAGE_RESP behind it must wait */
-	attach = vi_alloc(&self->d,
-			  offsetof(struct virtio_iommu_req_attach, tail));
-	memset(attach, 0, offsetof(struct virtio_iommu_req_attach, tail));
-	attach[0] = VIRTIO_IOMMU_T_ATTACH;
-	resp = vi_alloc(&self->d, TAIL);
-	ASSERT_LE(0, vi_post_req(&self->d, attach,
-				 offsetof(struct virtio_iommu_req_attach, tail),
-				 resp, TAIL));
-	req = vi_alloc(&self->d, sizeof(*req));
-	memset(req, 0, sizeof(*req));
-	req->head.type = VIRTIO_IOMMU_T_PAGE_RESP;
-	req->endpoint = EP_ID;
-	req->group = GRPID;
-	resp2 = vi_alloc(&self->d, TAIL);
-	memset(resp2, 0xff, TAIL);
-	ASSERT_LE(0, vi_post_req(&self->d, req, RESP_LEN, resp2, TAIL));
-	vi_kick(&self->d, VI_REQ_VQ);
-	ASSERT_EQ(sizeof(msg), vi_read_msg(&self->d, &msg, TIMEOUT_MS));
-	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_REQ_VQ, &id, &len,
-					  QUIET_MS));
-	EXPECT_EQ(0, responses(self->iommufd, self->idev_id, NULL, NULL));
-	ASSERT_EQ(0, vi_answer(&self->d, msg.cookie, 0, NULL, 0));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS));
-	EXPECT_EQ(VIRTIO_IOMMU_S_OK, resp2[0]);
-	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, NULL, NULL));
+		  page_resp(&self->d, EP_ID, 0, 0, GRPID, INVALID, 0));
+	EXPECT_EQ(1, responses(&self->m, NULL, NULL));
 }
 
 /* A fault of a device no endpoint names is refused at once */
 TEST_F(vhost_iommu_pri, unknown_device)
 {
-	struct vhost_iommu_endpoint ep = {
-		.size = sizeof(ep),
-		.flags = VHOST_IOMMU_BIND_UNBIND,
-		.endpoint = EP_ID,
-	};
-	uint32_t id, len, code = 0;
+	uint32_t id, len, code = ~0U;
 
-	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_IOMMU_SET_ENDPOINT, &ep));
-	ASSERT_NE(NULL, post_event(&self->d, REC));
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, GRPID,
-			     ADDR));
-	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-					  QUIET_MS));
-	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, NULL, &code));
-	EXPECT_EQ(VIRTIO_IOMMU_PAGE_RESP_INVALID, code);
+	ASSERT_EQ(0, vi_set_endpoint(self->d.fd, VHOST_IOMMU_F_UNBIND, EP_ID,
+				     0, 0, 0));
+	ASSERT_NE(NULL, post_prq(&self->d, VI_PRQ_REC));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, GRPID, ADDR));
+	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, PRQ, &id, &len, QUIET_MS));
+	EXPECT_EQ(1, responses(&self->m, NULL, &code));
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_INVALID, code);
 }
 
-/* Detach, unbind, reset, close: pending requests are answered INVALID */
-TEST_F(vhost_iommu_pri, pending_answered)
-{
-	struct vhost_iommu_endpoint ep = {
-		.size = sizeof(ep),
-		.flags = VHOST_IOMMU_BIND_UNBIND,
-		.endpoint = EP_ID,
-	};
-	uint32_t id, len, code = 0;
-
-	/* Undelivered, then endpoint unbound (the guest detached it) */
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, 1, ADDR));
-	usleep(QUIET_MS * 1000);
-	EXPECT_EQ(0, responses(self->iommufd, self->idev_id, NULL, NULL));
-	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_IOMMU_SET_ENDPOINT, &ep));
-	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, NULL, &code));
-	EXPECT_EQ(VIRTIO_IOMMU_PAGE_RESP_INVALID, code);
-	ep.flags = 0;
-	ep.domain = DOM_ID;
-	ep.dev_id = self->idev_id;
-	ep.vdev_id = MOCK_VSID;
-	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_IOMMU_SET_ENDPOINT, &ep));
-
-	/* Delivered, then the fault queue unbound */
-	ASSERT_NE(NULL, post_event(&self->d, REC));
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, 2, ADDR));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-				 TIMEOUT_MS));
-	EXPECT_EQ(EBUSY, -set_fault_queue(self->d.fd, 0, self->fault_fd));
-	EXPECT_EQ(EINVAL, -set_fault_queue(self->d.fd,
-					   VHOST_IOMMU_BIND_UNBIND, 0));
-	ASSERT_EQ(0, set_fault_queue(self->d.fd, VHOST_IOMMU_BIND_UNBIND, -1));
-	EXPECT_EQ(2, responses(self->iommufd, self->idev_id, NULL, NULL));
-	EXPECT_EQ(ENOENT, -set_fault_queue(self->d.fd,
-					   VHOST_IOMMU_BIND_UNBIND, -1));
-	/* The late answer touches nothing */
-	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
-		  page_resp(&self->d, EP_ID, 0, 0, 2,
-			    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
-	EXPECT_EQ(2, responses(self->iommufd, self->idev_id, NULL, NULL));
-
-	/* Bound again: pending at RESET_OWNER */
-	ASSERT_EQ(0, set_fault_queue(self->d.fd, 0, self->fault_fd));
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, 3, ADDR));
-	usleep(QUIET_MS * 1000);
-	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_RESET_OWNER, NULL));
-	EXPECT_EQ(3, responses(self->iommufd, self->idev_id, NULL, NULL));
-}
-
-/* The device detached from the HWPT: iommufd answers, the guest's is late */
+/*
+ * iommufd answers a group itself when the device leaves the HWPT; the
+ * guest's answer is then late and reaches nothing, even after a new group
+ * of the same ID was raised (cookies are not reused at once).
+ */
 TEST_F(vhost_iommu_pri, detach_then_late_response)
 {
 	struct iommu_test_cmd replace = {
 		.size = sizeof(replace),
 		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
-		.id = self->stdev_id,
+		.id = self->m.stdev_id,
 	};
 	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
 	struct virtio_iommu_page_request *rec;
 	uint32_t id, len;
 
-	ASSERT_NE(NULL, post_event(&self->d, REC));
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, GRPID,
-			     ADDR));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-				 TIMEOUT_MS));
+	ASSERT_NE(NULL, post_prq(&self->d, VI_PRQ_REC));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, GRPID, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
 	/* Away and back: iommufd answers the group in flight */
-	ASSERT_EQ(0, ioctl(self->iommufd, IOMMU_IOAS_ALLOC, &ioas));
+	ASSERT_EQ(0, ioctl(self->m.iommufd, IOMMU_IOAS_ALLOC, &ioas));
 	replace.mock_domain_replace.pt_id = ioas.out_ioas_id;
-	ASSERT_EQ(0, ioctl(self->iommufd, IOMMU_TEST_CMD, &replace));
-	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, NULL, NULL));
-	replace.mock_domain_replace.pt_id = self->hwpt_id;
-	ASSERT_EQ(0, ioctl(self->iommufd, IOMMU_TEST_CMD, &replace));
+	ASSERT_EQ(0, ioctl(self->m.iommufd, IOMMU_TEST_CMD, &replace));
+	EXPECT_EQ(1, responses(&self->m, NULL, NULL));
+	replace.mock_domain_replace.pt_id = self->m.nested_id;
+	ASSERT_EQ(0, ioctl(self->m.iommufd, IOMMU_TEST_CMD, &replace));
 
-	/* A new group may take the freed cookie; the old answer is late */
-	rec = post_event(&self->d, REC);
+	/* A new group; the old answer is late */
+	rec = post_prq(&self->d, VI_PRQ_REC);
 	ASSERT_NE(NULL, rec);
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, GRPID + 1,
-			     ADDR));
-	ASSERT_EQ(0, vi_get_used(&self->d, VI_EVENT_VQ, &id, &len,
-				 TIMEOUT_MS));
-	EXPECT_EQ(GRPID + 1, rec->group);
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, GRPID + 1, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(GRPID + 1, le32toh(rec->group));
 	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
-		  page_resp(&self->d, EP_ID, 0, 0, GRPID,
-			    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
-	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, NULL, NULL));
+		  page_resp(&self->d, EP_ID, 0, 0, GRPID, SUCCESS, 0));
+	EXPECT_EQ(1, responses(&self->m, NULL, NULL));
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
-		  page_resp(&self->d, EP_ID, 0, 0, GRPID + 1,
-			    VIRTIO_IOMMU_PAGE_RESP_SUCCESS, 0));
-	EXPECT_EQ(2, responses(self->iommufd, self->idev_id, NULL, NULL));
-}
-
-/* Close with groups held: the device answers each of them, nothing leaks */
-TEST_F(vhost_iommu_pri, close_with_faults)
-{
-	struct pollfd pfd = { .fd = self->fault_fd, .events = POLLIN };
-	int i;
-
-	ASSERT_NE(NULL, post_event(&self->d, REC));
-	for (i = 0; i < 8; i++)
-		ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID,
-				     i, ADDR));
-	/*
-	 * Close once the device has taken every group (one delivered, seven
-	 * held): what it has not taken yet is the VMM's to answer.
-	 */
-	for (i = 0; i < TIMEOUT_MS; i++) {
-		ASSERT_LE(0, poll(&pfd, 1, 0));
-		if (!(pfd.revents & POLLIN))
-			break;
-		usleep(1000);
-	}
-	ASSERT_FALSE(pfd.revents & POLLIN);
-	vi_close(&self->d);
-	EXPECT_EQ(8, responses(self->iommufd, self->idev_id, NULL, NULL));
-}
-
-struct trigger_arg {
-	int fd;
-	uint32_t dev_id;
-	int nr;
-	int ret;
-};
-
-static void *trigger_thread(void *p)
-{
-	struct trigger_arg *a = p;
-
-	for (int i = 0; i < a->nr && !a->ret; i++)
-		a->ret = trigger(a->fd, a->dev_id, NO_PASID, i, ADDR);
-	return NULL;
+		  page_resp(&self->d, EP_ID, 0, 0, GRPID + 1, SUCCESS, 0));
+	EXPECT_EQ(2, responses(&self->m, NULL, NULL));
 }
 
 /*
- * Faults keep coming while the device closes: each group is answered
- * exactly once, by the device or, for what it did not take, by the VMM
- * reading the fault queue afterwards.
+ * SET_RUNNING(0) keeps the page-request state: a group delivered before a
+ * stop is answered after the start, a group raised while stopped waits and
+ * is delivered after the start.
  */
-TEST_F(vhost_iommu_pri, faults_racing_close)
+TEST_F(vhost_iommu_pri, stop_keeps_groups)
 {
-	struct trigger_arg a = {
-		.fd = self->iommufd,
-		.dev_id = self->idev_id,
-		.nr = 200,
-	};
-	struct iommu_hwpt_page_response r = {
-		.code = IOMMUFD_PAGE_RESP_SUCCESS,
-	};
-	struct iommu_hwpt_pgfault f[16];
-	pthread_t t;
-	ssize_t n;
+	struct virtio_iommu_page_request *rec;
+	uint32_t id, len, code = ~0U;
 
-	ASSERT_NE(NULL, post_event(&self->d, REC));
-	ASSERT_EQ(0, pthread_create(&t, NULL, trigger_thread, &a));
-	usleep(2000);
-	vi_close(&self->d);
-	ASSERT_EQ(0, pthread_join(t, NULL));
-	ASSERT_EQ(0, a.ret);
-	while ((n = read(self->fault_fd, f, sizeof(f))) > 0) {
-		for (size_t i = 0; i < n / sizeof(f[0]); i++) {
-			r.cookie = f[i].cookie;
-			ASSERT_EQ(sizeof(r), write(self->fault_fd, &r,
-						   sizeof(r)));
-		}
-	}
-	EXPECT_EQ(a.nr, responses(self->iommufd, self->idev_id, NULL, NULL));
-}
+	ASSERT_NE(NULL, post_prq(&self->d, VI_PRQ_REC));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, 1, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
 
-/* The ioctl's argument rules */
-TEST_F(vhost_iommu_pri, fault_queue_ioctl)
-{
-	struct vhost_iommu_fault_queue cmd = {
-		.size = sizeof(cmd),
-		.fault_fd = self->fault_fd,
-	};
+	ASSERT_EQ(0, vi_set_running(&self->d, 0));
+	rec = post_prq(&self->d, VI_PRQ_REC);
+	ASSERT_NE(NULL, rec);
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, 2, ADDR));
+	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, PRQ, &id, &len, QUIET_MS));
+	/* Nothing answered behind the guest's back */
+	EXPECT_EQ(0, responses(&self->m, NULL, NULL));
+	/* GET_VRING_BASE is exact: one record written */
+	EXPECT_EQ(1, vi_vring_base(&self->d, PRQ));
 
-	ASSERT_EQ(0, set_fault_queue(self->d.fd, VHOST_IOMMU_BIND_UNBIND, -1));
-	cmd.size = sizeof(cmd) - 1;
-	EXPECT_EQ(-1, ioctl(self->d.fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd));
-	EXPECT_EQ(EINVAL, errno);
-	cmd.size = sizeof(cmd);
-	cmd.__reserved = 1;
-	EXPECT_EQ(-1, ioctl(self->d.fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd));
-	EXPECT_EQ(EOPNOTSUPP, errno);
-	cmd.__reserved = 0;
-	cmd.flags = 2;
-	EXPECT_EQ(-1, ioctl(self->d.fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd));
-	EXPECT_EQ(EOPNOTSUPP, errno);
-	cmd.flags = 0;
-	/* Not a fault queue */
-	cmd.fault_fd = self->iommufd;
-	EXPECT_EQ(-1, ioctl(self->d.fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd));
-	EXPECT_EQ(EBADF, errno);
-	cmd.fault_fd = -5;
-	EXPECT_EQ(-1, ioctl(self->d.fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd));
-	EXPECT_EQ(EBADF, errno);
-	cmd.fault_fd = self->fault_fd;
-	EXPECT_EQ(0, ioctl(self->d.fd, VHOST_IOMMU_SET_FAULT_QUEUE, &cmd));
+	ASSERT_EQ(0, vi_set_running(&self->d, 1));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(2, le32toh(rec->group));
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  page_resp(&self->d, EP_ID, 0, 0, 1, SUCCESS, 0));
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  page_resp(&self->d, EP_ID, 0, 0, 2, SUCCESS, 0));
+	EXPECT_EQ(2, responses(&self->m, NULL, &code));
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_SUCCESS, code);
 }
 
 /*
- * While a device serves the fault queue, the VMM can neither take nor answer
- * its groups, and no second device can serve it; a queue with a group the
- * VMM holds cannot be claimed until the VMM answers it.
+ * VHOST_IOMMU_RESET answers every held group INVALID, delivered or not:
+ * the device forgets them, a later PAGE_RESP of the guest reaches nothing.
  */
-TEST_F(vhost_iommu_pri, fault_file_owned)
+TEST_F(vhost_iommu_pri, reset_answers_invalid)
 {
-	struct vhost_iommu_iommufd ifd = {
-		.size = sizeof(ifd),
-		.iommufd = self->iommufd,
-	};
-	struct iommu_hwpt_page_response r = {};
-	struct iommu_hwpt_pgfault pf;
-	uint32_t grpid = 0;
-	struct vi_dev d2;
+	uint32_t id, len, code = ~0U;
+	bool held;
 
-	EXPECT_EQ(-1, read(self->fault_fd, &pf, sizeof(pf)));
+	ASSERT_NE(NULL, post_prq(&self->d, VI_PRQ_REC));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, 1, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	/* Not delivered: no PRQ buffer */
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, 2, ADDR));
+	held = fault_queue_drained(self->m.fault_fd);
+	TH_LOG("the undelivered group is %s", held ? "held by the device" :
+	       "left in the fault queue");
+	EXPECT_EQ(0, responses(&self->m, NULL, NULL));
+
+	ASSERT_EQ(0, vi_reset(&self->d));
+	EXPECT_EQ(held ? 2 : 1, responses(&self->m, NULL, &code));
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_INVALID, code);
+	if (!held) {
+		/* The fault queue is the VMM's again: it answers */
+		struct iommu_hwpt_page_response r = {
+			.code = IOMMUFD_PAGE_RESP_INVALID,
+		};
+		struct iommu_hwpt_pgfault pf;
+
+		ASSERT_EQ(sizeof(pf), read(self->m.fault_fd, &pf, sizeof(pf)));
+		r.cookie = pf.cookie;
+		ASSERT_EQ(sizeof(r), write(self->m.fault_fd, &r, sizeof(r)));
+		EXPECT_EQ(2, responses(&self->m, NULL, NULL));
+	}
+
+	/* New rings, bound again: the old group is unknown */
+	for (unsigned int q = 0; q <= NR_INVALQ; q++)
+		ASSERT_EQ(0, vi_setup_vq(&self->d, q, RING_NUM));
+	ASSERT_EQ(0, vi_bind_mock(&self->d, &self->m, DOM_ID, EP_ID, true));
+	ASSERT_EQ(0, vi_set_running(&self->d, 1));
+	EXPECT_EQ(VIRTIO_IOMMU_S_INVAL,
+		  page_resp(&self->d, EP_ID, 0, 0, 1, SUCCESS, 0));
+	EXPECT_EQ(2, responses(&self->m, NULL, NULL));
+	/* And new page requests flow */
+	ASSERT_NE(NULL, post_prq(&self->d, VI_PRQ_REC));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, 3, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  page_resp(&self->d, EP_ID, 0, 0, 3, SUCCESS, 0));
+	EXPECT_EQ(3, responses(&self->m, NULL, &code));
+	EXPECT_EQ(IOMMUFD_PAGE_RESP_SUCCESS, code);
+}
+
+/* VHOST_F_LOG_ALL: the page of a record and the PRQ's used ring are dirty */
+TEST_F(vhost_iommu_pri, dirty_log)
+{
+	uint64_t features = VI_FEATURES_PRI | VI_BIT64(VHOST_F_LOG_ALL);
+	struct virtio_iommu_page_request *rec, *unused;
+	struct vi_seg seg = { .len = VI_PRQ_REC, .writable = true };
+	uint32_t id, len;
+
+	ASSERT_EQ(0, vi_set_running(&self->d, 0));
+	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_SET_FEATURES, &features));
+	ASSERT_EQ(0, vi_enable_log(&self->d));
+	ASSERT_EQ(0, vi_set_running(&self->d, 1));
+
+	rec = vi_alloc_page(&self->d);
+	unused = vi_alloc_page(&self->d);
+	memset(rec, 0xff, VI_PRQ_REC);
+	memset(unused, 0xff, VI_PRQ_REC);
+	vi_log_clear(&self->d);
+	seg.addr = rec;
+	ASSERT_LE(0, vi_post(&self->d, PRQ, &seg, 1));
+	seg.addr = unused;
+	ASSERT_LE(0, vi_post(&self->d, PRQ, &seg, 1));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, GRPID, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(GRPID, le32toh(rec->group));
+	EXPECT_TRUE(vi_log_dirty(&self->d, rec)) TH_LOG("record");
+	EXPECT_TRUE(vi_log_dirty(&self->d, self->d.vqs[PRQ].used))
+		TH_LOG("used ring");
+	/* Negative control: the buffer not written to */
+	EXPECT_FALSE(vi_log_dirty(&self->d, unused)) TH_LOG("unused buffer");
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  page_resp(&self->d, EP_ID, 0, 0, GRPID, SUCCESS, 0));
+}
+
+/*
+ * Page-request groups live in the device and cannot migrate: VHOST_F_LOG_ALL
+ * is refused while one is held, accepted once it is answered.
+ */
+TEST_F(vhost_iommu_pri, log_all_refused_with_groups)
+{
+	uint64_t features = VI_FEATURES_PRI | VI_BIT64(VHOST_F_LOG_ALL);
+	uint32_t id, len;
+
+	ASSERT_EQ(0, vi_enable_log(&self->d));
+	ASSERT_NE(NULL, post_prq(&self->d, VI_PRQ_REC));
+	vi_kick(&self->d, PRQ);
+	ASSERT_EQ(0, trigger(&self->m, NO_PASID, GRPID, ADDR));
+	ASSERT_EQ(0, vi_get_used(&self->d, PRQ, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(-1, ioctl(self->d.fd, VHOST_SET_FEATURES, &features));
 	EXPECT_EQ(EBUSY, errno);
-	EXPECT_EQ(-1, write(self->fault_fd, &r, sizeof(r)));
-	EXPECT_EQ(EBUSY, errno);
-
-	ASSERT_EQ(0, vi_open(&d2));
-	ASSERT_EQ(0, vi_setup(&d2, FEATURES, RING_NUM));
-	ASSERT_EQ(0, ioctl(d2.fd, VHOST_IOMMU_SET_IOMMUFD, &ifd));
-	EXPECT_EQ(-EBUSY, set_fault_queue(d2.fd, 0, self->fault_fd));
-
-	/* Unbound: the VMM reads the queue again */
-	ASSERT_EQ(0, set_fault_queue(self->d.fd, VHOST_IOMMU_BIND_UNBIND, -1));
-	ASSERT_EQ(0, trigger(self->iommufd, self->idev_id, NO_PASID, GRPID,
-			     ADDR));
-	ASSERT_EQ(sizeof(pf), read(self->fault_fd, &pf, sizeof(pf)));
-	EXPECT_EQ(GRPID, pf.grpid);
-	EXPECT_EQ(ADDR, pf.addr);
-
-	/* The VMM holds a group: nobody may take the queue over */
-	EXPECT_EQ(-EBUSY, set_fault_queue(d2.fd, 0, self->fault_fd));
-	EXPECT_EQ(-EBUSY, set_fault_queue(self->d.fd, 0, self->fault_fd));
-	r.cookie = pf.cookie;
-	r.code = IOMMUFD_PAGE_RESP_SUCCESS;
-	ASSERT_EQ(sizeof(r), write(self->fault_fd, &r, sizeof(r)));
-	EXPECT_EQ(1, responses(self->iommufd, self->idev_id, &grpid, NULL));
-	EXPECT_EQ(GRPID, grpid);
-
-	/* Answered: the second device may serve it, until it is closed */
-	EXPECT_EQ(0, set_fault_queue(d2.fd, 0, self->fault_fd));
-	EXPECT_EQ(-1, read(self->fault_fd, &pf, sizeof(pf)));
-	EXPECT_EQ(EBUSY, errno);
-	vi_close(&d2);
-	EXPECT_EQ(0, set_fault_queue(self->d.fd, 0, self->fault_fd));
+	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
+		  page_resp(&self->d, EP_ID, 0, 0, GRPID, SUCCESS, 0));
+	EXPECT_EQ(0, ioctl(self->d.fd, VHOST_SET_FEATURES, &features));
 }
 
 TEST_HARNESS_MAIN

@@ -4,10 +4,11 @@
  * the test plays the guest of a VM whose edu device sits behind a nested
  * SMMUv3 translation, and the VMM that binds its virtio domain to the
  * iommufd vIOMMU. The guest changes its stage-1 tables, sees the stale
- * IOTLB entry used by DMA, sends a virtio-iommu INVALIDATE through the
- * vhost-iommu request queue, and DMA follows the new tables. Nothing goes
- * through the VMM's channel on the way: the request is served in the kernel
- * and decoded by arm-smmu-v3.
+ * IOTLB entry used by DMA, sends a virtio-iommu INVALIDATE on a vhost-iommu
+ * invalidation queue, and DMA follows the new tables: the request is served
+ * in the kernel and decoded by arm-smmu-v3. Every proof has its negative
+ * control: an INVALIDATE that does not cover the entry, a refused one, one
+ * for an unbound domain, or another VM's, leaves the entry stale.
  */
 #include <errno.h>
 #include <endian.h>
@@ -17,7 +18,7 @@
 
 #include "../kselftest_harness.h"
 #include "nested_smmu_lib.h"
-#include "vhost_iommu_lib.h"
+#include "vhost_iommu_utils.h"
 
 #define VSID0		0x10
 #define VSID1		0x20
@@ -27,9 +28,7 @@
 #define ASID		0x42
 #define RING		64
 #define TIMEOUT_MS	5000
-#define INVAL_LEN	offsetof(struct virtio_iommu_req_invalidate, tail)
-#define BIT64(n)	(1ULL << (n))
-#define FEATURES	(BIT64(VIRTIO_F_VERSION_1) | BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE))
+#define IQ		VI_INVALQ(0)
 
 #define S_DOMAIN	VIRTIO_IOMMU_INVAL_S_DOMAIN
 #define S_PASID		VIRTIO_IOMMU_INVAL_S_PASID
@@ -58,28 +57,15 @@ struct inval {
 
 static int vm_bind(struct vm *vm)
 {
-	struct vhost_iommu_iommufd fd = {
-		.size = sizeof(fd),
-		.iommufd = vm->n.iommufd,
-	};
-	struct vhost_iommu_domain dom = {
-		.size = sizeof(dom),
-		.domain = DOMAIN,
-		.viommu_id = vm->n.viommu_id,
-	};
-	struct vhost_iommu_endpoint ep = {
-		.size = sizeof(ep),
-		.endpoint = EP0,
-		.domain = DOMAIN,
-		.dev_id = vm->n.edu.dev_id,
-		.vdev_id = vm->n.vsid,
-	};
+	int ret;
 
-	if (ioctl(vm->d.fd, VHOST_IOMMU_SET_IOMMUFD, &fd) ||
-	    ioctl(vm->d.fd, VHOST_IOMMU_SET_DOMAIN, &dom) ||
-	    ioctl(vm->d.fd, VHOST_IOMMU_SET_ENDPOINT, &ep))
-		return -errno;
-	return 0;
+	ret = vi_set_iommufd(vm->d.fd, vm->n.iommufd, 0);
+	if (!ret)
+		ret = vi_set_domain(vm->d.fd, 0, DOMAIN, vm->n.viommu_id);
+	if (!ret)
+		ret = vi_set_endpoint(vm->d.fd, 0, EP0, DOMAIN,
+				      vm->n.edu.dev_id, vm->n.vsid);
+	return ret;
 }
 
 /* Bring up one VM; 0, or a negative errno with a message in n.err */
@@ -94,7 +80,7 @@ static int vm_setup(struct vm *vm, int edu, uint32_t vsid)
 		return ret;
 	ret = vi_open(&vm->d);
 	if (!ret)
-		ret = vi_setup(&vm->d, FEATURES, RING);
+		ret = vi_setup(&vm->d, VI_FEATURES, RING, 1);
 	if (!ret)
 		ret = vm_bind(vm);
 	if (ret)
@@ -110,47 +96,24 @@ static void vm_teardown(struct vm *vm)
 	nsmmu_teardown(&vm->n);
 }
 
-/* Whether the VMM's channel has a message (it must not, for a fast path) */
-static bool channel_busy(struct vm *vm)
-{
-	struct pollfd p = { .fd = vm->d.fd, .events = POLLIN };
-
-	return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
-}
-
 /*
- * The guest sends an INVALIDATE through the request queue and waits for it;
+ * The guest sends an INVALIDATE on its invalidation queue and waits for it;
  * returns the status of its tail, or -errno.
  */
 static int guest_inval(struct vm *vm, const struct inval *i)
 {
-	struct virtio_iommu_req_invalidate *req = vi_alloc(&vm->d, sizeof(*req));
-	struct virtio_iommu_req_tail *tail = vi_alloc(&vm->d, sizeof(*tail));
-	uint32_t id, len;
-	int head;
+	struct virtio_iommu_req_invalidate *req;
+	uint32_t len = 0;
+	int ret;
 
-	if (!req || !tail)
+	req = vi_make_inval(&vm->d, i->domain, i->scope, i->caches, i->flags,
+			    0, i->id, i->address, i->nr_pages, i->page_size);
+	if (!req)
 		return -ENOMEM;
-	memset(req, 0, sizeof(*req));
-	req->head.type = VIRTIO_IOMMU_T_INVALIDATE;
-	req->scope = i->scope;
-	req->caches = i->caches;
-	req->flags = htole16(i->flags);
-	req->domain = htole32(i->domain);
-	req->id = htole64(i->id);
-	req->address = htole64(i->address);
-	req->nr_pages = htole64(i->nr_pages);
-	req->page_size = i->page_size;
-	memset(tail, 0xff, sizeof(*tail));
-	head = vi_post_req(&vm->d, req, INVAL_LEN, tail, sizeof(*tail));
-	if (head < 0)
-		return head;
-	vi_kick(&vm->d, VI_REQ_VQ);
-	if (vi_get_used(&vm->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS))
-		return -ETIMEDOUT;
-	if (id != (uint32_t)head || len != sizeof(*tail))
+	ret = vi_request(&vm->d, IQ, req, VI_INVAL_LEN, &len, TIMEOUT_MS);
+	if (ret >= 0 && len != VI_TAIL)
 		return -EIO;
-	return tail->status;
+	return ret;
 }
 
 static int probe(struct vm *vm, const char *why)
@@ -260,7 +223,6 @@ TEST_F(vhost_smmu, stale_then_invalidate)
 		       (unsigned long long)variant->inval.address,
 		       (unsigned long long)variant->inval.nr_pages);
 	ASSERT_EQ(VIRTIO_IOMMU_S_OK, guest_inval(vm, &variant->inval));
-	ASSERT_FALSE(channel_busy(vm)) TH_LOG("the INVALIDATE went to the VMM");
 	ASSERT_EQ(NSMMU_PG_B, probe(vm, "after the INVALIDATE, served in the kernel"));
 }
 
@@ -326,45 +288,81 @@ TEST_F(vhost_smmu1, refused_requests_change_nothing)
 		EXPECT_TRUE(status == VIRTIO_IOMMU_S_INVAL || status == VIRTIO_IOMMU_S_RANGE)
 			TH_LOG("bad request %u completed with %d", i, status);
 	}
-	ASSERT_FALSE(channel_busy(vm));
 	ASSERT_EQ(NSMMU_PG_A, probe(vm, "after refused requests: still stale"));
 	ASSERT_EQ(VIRTIO_IOMMU_S_OK, guest_inval(vm, &good));
 	ASSERT_EQ(NSMMU_PG_B, probe(vm, NULL));
 }
 
-/* An INVALIDATE for a domain the VMM did not bind goes to the VMM */
-TEST_F(vhost_smmu1, unbound_domain_goes_to_vmm)
+/* An INVALIDATE for a domain the VMM did not bind: S_NOENT, still stale */
+TEST_F(vhost_smmu1, unbound_domain_noent)
 {
 	struct inval i = { UNBOUND_DOMAIN, S_DOMAIN, C_TLB, 0, 0, 0, 0, 0 };
-	struct virtio_iommu_req_invalidate *req;
-	struct vhost_iommu_req_msg msg;
+	struct inval right = { DOMAIN, S_DOMAIN, C_TLB, 0, 0, 0, 0, 0 };
 	struct vm *vm = &self->vm;
-	uint32_t id, len;
-	uint8_t *tail;
-	int head;
 
 	ASSERT_EQ(NSMMU_PG_A, probe(vm, NULL));
 	nsmmu_map(&vm->n, NSMMU_VA_X, NSMMU_PG_B);
+	ASSERT_EQ(VIRTIO_IOMMU_S_NOENT, guest_inval(vm, &i));
+	ASSERT_EQ(NSMMU_PG_A, probe(vm, "unbound domain: S_NOENT, still stale"));
+	ASSERT_EQ(VIRTIO_IOMMU_S_OK, guest_inval(vm, &right));
+	ASSERT_EQ(NSMMU_PG_B, probe(vm, NULL));
+}
 
-	req = vi_alloc(&vm->d, sizeof(*req));
-	tail = vi_alloc(&vm->d, 4);
-	memset(req, 0, sizeof(*req));
-	req->head.type = VIRTIO_IOMMU_T_INVALIDATE;
-	req->scope = i.scope;
-	req->caches = i.caches;
-	req->domain = htole32(i.domain);
-	head = vi_post_req(&vm->d, req, INVAL_LEN, tail, 4);
-	ASSERT_LE(0, head);
-	vi_kick(&vm->d, VI_REQ_VQ);
-	ASSERT_EQ((int)sizeof(msg), vi_read_msg(&vm->d, &msg, TIMEOUT_MS));
-	ASSERT_EQ(INVAL_LEN, msg.req_len);
-	ASSERT_EQ(VIRTIO_IOMMU_T_INVALIDATE, msg.req[0]);
-	/* This VMM does nothing with it: the entry stays stale */
-	ASSERT_EQ(0, vi_answer(&vm->d, msg.cookie, VIRTIO_IOMMU_S_OK, NULL, 0));
-	ASSERT_EQ(0, vi_get_used(&vm->d, VI_REQ_VQ, &id, &len, TIMEOUT_MS));
-	ASSERT_EQ((uint32_t)head, id);
-	ASSERT_EQ(VIRTIO_IOMMU_S_OK, tail[0]);
-	ASSERT_EQ(NSMMU_PG_A, probe(vm, "unbound domain: the VMM served it, still stale"));
+/* The right address of another ASID leaves the entry stale */
+TEST_F(vhost_smmu1, other_asid_keeps_stale)
+{
+	struct inval other = { DOMAIN, S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID + 1, NSMMU_VA_X, 1, 12 };
+	struct inval right = { DOMAIN, S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID, NSMMU_VA_X, 1, 12 };
+	struct vm *vm = &self->vm;
+
+	ASSERT_EQ(NSMMU_PG_A, probe(vm, NULL));
+	nsmmu_map(&vm->n, NSMMU_VA_X, NSMMU_PG_B);
+	ASSERT_EQ(VIRTIO_IOMMU_S_OK, guest_inval(vm, &other));
+	ASSERT_EQ(NSMMU_PG_A, probe(vm, "INVALIDATE of ASID 0x43: still stale"));
+	ASSERT_EQ(VIRTIO_IOMMU_S_OK, guest_inval(vm, &right));
+	ASSERT_EQ(NSMMU_PG_B, probe(vm, NULL));
+}
+
+/*
+ * B1 on the SMMUv3: the domain's first endpoint is stale (its vDEVICE is
+ * gone: the VMM closed the device before unbinding the endpoint). The
+ * guest's INVALIDATE still reaches the domain's TLB: DMA of the live
+ * endpoint sees the new page.
+ */
+TEST_F(vhost_smmu1, stale_endpoint_first)
+{
+	struct inval all = { DOMAIN, S_DOMAIN, C_TLB | C_PASID, 0, 0, 0, 0, 0 };
+	struct iommu_vdevice_alloc vdev = { .size = sizeof(vdev) };
+	struct vm *vm = &self->vm;
+	struct edu_dev edu1;
+
+	if (edu_count() < 2)
+		SKIP(return, "needs two edu devices");
+	/* The second edu, a vDEVICE of the same vIOMMU, a lower endpoint ID */
+	ASSERT_EQ(0, edu_open(&edu1, 1, vm->n.iommufd));
+	vdev.viommu_id = vm->n.viommu_id;
+	vdev.dev_id = edu1.dev_id;
+	vdev.virt_id = VSID1;
+	ASSERT_EQ(0, ioctl(vm->n.iommufd, IOMMU_VDEVICE_ALLOC, &vdev));
+	/* Bound before the live one, as the first of the domain */
+	ASSERT_EQ(0, vi_set_endpoint(vm->d.fd, VHOST_IOMMU_F_UNBIND, EP0, 0, 0, 0));
+	ASSERT_EQ(0, vi_set_endpoint(vm->d.fd, 0, EP0 - 1, DOMAIN, edu1.dev_id,
+				     VSID1));
+	ASSERT_EQ(0, vi_set_endpoint(vm->d.fd, 0, EP0, DOMAIN,
+				     vm->n.edu.dev_id, vm->n.vsid));
+	ASSERT_EQ(0, vi_destroy(vm->n.iommufd, vdev.out_vdevice_id));
+
+	ASSERT_EQ(NSMMU_PG_A, probe(vm, NULL));
+	nsmmu_map(&vm->n, NSMMU_VA_X, NSMMU_PG_B);
+	ASSERT_EQ(NSMMU_PG_A, probe(vm, "PTE changed to page B: stale IOTLB entry"));
+	ASSERT_EQ(VIRTIO_IOMMU_S_OK, guest_inval(vm, &all));
+	ASSERT_EQ(NSMMU_PG_B, probe(vm, "after the INVALIDATE, stale endpoint first"));
+	/* And the CD cache of the live endpoint was reached too */
+	nsmmu_map(&vm->n, NSMMU_VA_X, NSMMU_PG_C);
+	nsmmu_set_cd_asid(&vm->n, ASID + 1);
+	ASSERT_EQ(VIRTIO_IOMMU_S_OK, guest_inval(vm, &all));
+	ASSERT_EQ(NSMMU_PG_C, probe(vm, "new CD, new ASID"));
+	edu_close(&edu1);
 }
 
 /*
