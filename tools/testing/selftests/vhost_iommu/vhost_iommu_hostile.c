@@ -82,8 +82,7 @@
 #include <linux/iommufd.h>
 
 #include "../kselftest_harness.h"
-#include "vhost_iommu_lib.h"
-#include "vi_hostile_lib.h"
+#include "vhost_iommu_utils.h"
 
 #define TIMEOUT_MS	3000
 #define RING_NUM	256
@@ -104,6 +103,32 @@
 			 BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE) |		\
 			 BIT64(VIRTIO_IOMMU_F_PAGE_REQUEST) |		\
 			 BIT64(VIRTIO_IOMMU_F_INVALQ))
+
+/* Guest RAM at guest-physical address @addr */
+static void *hva(struct vi_dev *d, uint64_t addr)
+{
+	return (uint8_t *)d->mem + (addr - VI_GPA_BASE);
+}
+
+static int mock_trigger(struct vi_mock *m, uint32_t grpid, uint64_t addr)
+{
+	return vi_mock_trigger(m, m->idev_id, 0, grpid, addr);
+}
+
+static int mock_responses(struct vi_mock *m)
+{
+	return vi_mock_responses(m, m->idev_id, NULL, NULL);
+}
+
+/* The entries the mock vIOMMU handled since the last read, or -errno */
+static int mock_entries(struct vi_mock *m)
+{
+	uint32_t num = 0, calls, lost = 0;
+	int ret = vi_mock_log(m->iommufd, m->viommu_id, NULL, 0, &num, &calls,
+			      &lost);
+
+	return ret ? ret : (int)(num + lost);
+}
 
 static uint8_t *make_inval(struct vi_dev *d)
 {
@@ -168,7 +193,7 @@ static int drain(struct vi_dev *d, int timeout_ms)
 	for (;;) {
 		bool busy = false;
 
-		for (unsigned int q = VI_INVAL_VQ; q < d->nr_vqs; q++) {
+		for (unsigned int q = VI_INVALQ(0); q <= d->nr_invalq; q++) {
 			while (vi_nr_used(d, q))
 				vi_get_used(d, q, &id, &len, 0);
 			if (d->vqs[q].nr_free != d->vqs[q].num) {
@@ -193,15 +218,15 @@ static int drain(struct vi_dev *d, int timeout_ms)
  */
 static int serves(struct vi_dev *d, struct vi_mock *m)
 {
-	uint32_t id, len, entries, calls;
+	uint32_t id, len;
 
 	if (m)
-		vi_mock_log(m->iommufd, m->viommu_id, &entries, &calls);
-	for (unsigned int q = VI_INVAL_VQ; q < d->nr_vqs; q++) {
+		mock_entries(m);
+	for (unsigned int q = VI_INVALQ(0); q <= d->nr_invalq; q++) {
 		uint8_t *resp = make_resp(d, TAIL);
 		int head;
 
-		head = vi_post_req_q(d, q, make_inval(d), INVAL_LEN, resp, TAIL);
+		head = vi_post_req(d, q, make_inval(d), INVAL_LEN, resp, TAIL);
 		if (head < 0)
 			return head;
 		vi_kick(d, q);
@@ -210,8 +235,7 @@ static int serves(struct vi_dev *d, struct vi_mock *m)
 		if (id != (uint32_t)head || len != TAIL ||
 		    resp[0] != VIRTIO_IOMMU_S_OK)
 			return -EIO;
-		if (m && (vi_mock_log(m->iommufd, m->viommu_id, &entries,
-				      &calls) || entries != 2))
+		if (m && mock_entries(m) != 2)
 			return -EIO;
 	}
 	return 0;
@@ -316,7 +340,7 @@ static int vmm_life_run(struct vmm_life *l, struct vi_mock *m, int nth_fd,
 		},
 	};
 	struct vhost_worker_state worker = {};
-	struct vhost_vring_worker vworker = { .index = VI_INVAL_VQ + 1 };
+	struct vhost_vring_worker vworker = { .index = VI_INVALQ(1) };
 	uint8_t *base = l->mem;
 	uint64_t features = FEATURES;
 	int fd, ret = -1, i, run = 1, stop = 0;
@@ -356,28 +380,28 @@ static int vmm_life_run(struct vmm_life *l, struct vi_mock *m, int nth_fd,
 	if (ioctl(fd, VHOST_ATTACH_VRING_WORKER, &vworker) ||
 	    ioctl(fd, VHOST_IOMMU_SET_RUNNING, &run))
 		goto out_close;
-	if (vi_set_iommufd(fd, m->iommufd) ||
+	if (vi_set_iommufd(fd, m->iommufd, 0) ||
 	    vi_set_domain(fd, 0, DOM_ID, m->viommu_id) ||
 	    vi_set_endpoint(fd, 0, EP_ID, DOM_ID, m->idev_id, m->vsid) ||
-	    vi_set_fault_queue(fd, m->fault_fd))
+	    vi_set_fault_queue(fd, 0, m->fault_fd))
 		goto out_close;
 	/* Served on each queue, by each worker */
-	for (i = VI_INVAL_VQ; i < LIFE_VQS; i++)
+	for (i = VI_INVALQ(0); i < LIFE_VQS; i++)
 		if (life_inval(l, i))
 			goto out_close;
 	/* A VM pause, then everything undone, reset, bound again */
 	if (ioctl(fd, VHOST_IOMMU_SET_RUNNING, &stop) ||
 	    ioctl(fd, VHOST_IOMMU_SET_RUNNING, &run) ||
-	    vi_set_fault_queue(fd, -1) ||
+	    vi_set_fault_queue(fd, 0, -1) ||
 	    vi_set_endpoint(fd, VHOST_IOMMU_F_UNBIND, EP_ID, 0, 0, 0) ||
 	    vi_set_domain(fd, VHOST_IOMMU_F_UNBIND, DOM_ID, 0) ||
-	    vi_set_iommufd(fd, -1) ||
-	    vi_set_iommufd(fd, m->iommufd) ||
+	    vi_set_iommufd(fd, -1, 0) ||
+	    vi_set_iommufd(fd, m->iommufd, 0) ||
 	    vi_set_domain(fd, 0, DOM_ID, m->viommu_id) ||
 	    vi_set_endpoint(fd, 0, EP_ID, DOM_ID, m->idev_id, m->vsid) ||
-	    vi_set_fault_queue(fd, m->fault_fd) ||
+	    vi_set_fault_queue(fd, 0, m->fault_fd) ||
 	    ioctl(fd, VHOST_IOMMU_RESET) ||
-	    vi_set_iommufd(fd, m->iommufd) ||
+	    vi_set_iommufd(fd, m->iommufd, 0) ||
 	    vi_set_domain(fd, 0, DOM_ID, m->viommu_id) ||
 	    ioctl(fd, VHOST_RESET_OWNER))
 		goto out_close;
@@ -457,16 +481,16 @@ TEST_F_TIMEOUT(fail_nth, page_request_no_cookie, 120)
 	uint8_t *resp;
 
 	ASSERT_EQ(0, vi_open(&d));
-	ASSERT_EQ(0, vi_setup(&d, FEATURES, RING_NUM));
+	ASSERT_EQ(0, vi_setup(&d, FEATURES, RING_NUM, 1));
 	ASSERT_EQ(0, vi_bind_mock(&d, &self->m, DOM_ID, EP_ID, true));
 	tid = vi_worker_tid();
 	ASSERT_LT(0, tid);
 	ASSERT_LE(0, post_prq_buf(&d));
-	rec = (void *)(uintptr_t)d.vqs[VI_PRQ_VQ].desc[0].addr;
+	rec = hva(&d, d.vqs[VI_PRQ_VQ].desc[0].addr);
 	eventfd_write(d.vqs[VI_PRQ_VQ].kick_fd, 1);
 	/* Let the worker see the buffer first */
 	usleep(100000);
-	base = vi_mock_responses(&self->m);
+	base = mock_responses(&self->m);
 
 	/* The worker's next two slab allocations fail */
 	snprintf(path, sizeof(path), "/proc/%d/make-it-fail", tid);
@@ -476,7 +500,7 @@ TEST_F_TIMEOUT(fail_nth, page_request_no_cookie, 120)
 	ASSERT_EQ(0, failslab_attr("times", "2"));
 	ASSERT_EQ(0, failslab_attr("probability", "100"));
 
-	ASSERT_EQ(0, vi_mock_trigger(&self->m, 7, 0x100000));
+	ASSERT_EQ(0, mock_trigger(&self->m, 7, 0x100000));
 	ret = vi_get_used(&d, VI_PRQ_VQ, &id, &len, TIMEOUT_MS);
 
 	failslab_attr("probability", "0");
@@ -489,17 +513,17 @@ TEST_F_TIMEOUT(fail_nth, page_request_no_cookie, 120)
 	ASSERT_EQ(VIRTIO_IOMMU_FAULT_R_PAGE_REQUEST, rec->reason);
 	ASSERT_EQ(0x100000, rec->address);
 	/* Nothing was refused on the way */
-	ASSERT_EQ(base, vi_mock_responses(&self->m));
+	ASSERT_EQ(base, mock_responses(&self->m));
 	/* The guest answers it */
 	resp = make_resp(&d, TAIL);
-	head = vi_post_req(&d, make_page_resp(&d, rec->group), RESP_LEN, resp,
-			   TAIL);
+	head = vi_post_req(&d, VI_INVALQ(0), make_page_resp(&d, rec->group),
+			   RESP_LEN, resp, TAIL);
 	ASSERT_LE(0, head);
-	eventfd_write(d.vqs[VI_INVAL_VQ].kick_fd, 1);
-	ASSERT_EQ(0, vi_get_used(&d, VI_INVAL_VQ, &id, &len, TIMEOUT_MS));
+	eventfd_write(d.vqs[VI_INVALQ(0)].kick_fd, 1);
+	ASSERT_EQ(0, vi_get_used(&d, VI_INVALQ(0), &id, &len, TIMEOUT_MS));
 	ASSERT_EQ(head, id);
 	ASSERT_EQ(VIRTIO_IOMMU_S_OK, resp[0]);
-	ASSERT_EQ(base + 1, vi_mock_responses(&self->m));
+	ASSERT_EQ(base + 1, mock_responses(&self->m));
 	vi_close(&d);
 }
 
@@ -519,7 +543,7 @@ TEST_F_TIMEOUT(fail_nth, worker_paths, 600)
 	struct vi_dev d;
 
 	ASSERT_EQ(0, vi_open(&d));
-	ASSERT_EQ(0, vi_setup(&d, FEATURES, RING_NUM));
+	ASSERT_EQ(0, vi_setup(&d, FEATURES, RING_NUM, 1));
 	ASSERT_EQ(0, vi_bind_mock(&d, &self->m, DOM_ID, EP_ID, true));
 	tid = vi_worker_tid();
 	ASSERT_LT(0, tid);
@@ -532,25 +556,24 @@ TEST_F_TIMEOUT(fail_nth, worker_paths, 600)
 	for (nth = 0; nth < NTH_MAX; nth++) {
 		uint8_t *i_resp[2];
 		int i_head[2], delivered = 0;
-		uint32_t id, len, entries, calls;
+		uint32_t id, len;
 
 		d.mem_used = 0x100000;	/* reuse the request buffers */
-		vi_mock_log(self->m.iommufd, self->m.viommu_id, &entries,
-			    &calls);
-		base_resp = vi_mock_responses(&self->m);
+		mock_entries(&self->m);
+		base_resp = mock_responses(&self->m);
 		if (nth)
 			ASSERT_EQ(0, vi_fail_nth_set(wfd, nth));
 
 		/* Two INVALIDATEs in one kick */
 		for (int k = 0; k < 2; k++) {
 			i_resp[k] = make_resp(&d, TAIL);
-			i_head[k] = vi_post_req(&d, make_inval(&d), INVAL_LEN,
-						i_resp[k], TAIL);
+			i_head[k] = vi_post_req(&d, VI_INVALQ(0), make_inval(&d),
+						INVAL_LEN, i_resp[k], TAIL);
 			ASSERT_LE(0, i_head[k]);
 		}
-		eventfd_write(d.vqs[VI_INVAL_VQ].kick_fd, 1);
+		eventfd_write(d.vqs[VI_INVALQ(0)].kick_fd, 1);
 		for (int k = 0; k < 2; k++) {
-			ASSERT_EQ(0, vi_get_used(&d, VI_INVAL_VQ, &id, &len,
+			ASSERT_EQ(0, vi_get_used(&d, VI_INVALQ(0), &id, &len,
 						 TIMEOUT_MS));
 			ASSERT_EQ(TAIL, len);
 		}
@@ -570,14 +593,14 @@ TEST_F_TIMEOUT(fail_nth, worker_paths, 600)
 		 * first cookie): each delivered and answered, or refused to
 		 * the IOMMU; both answered in the end.
 		 */
-		ASSERT_EQ(0, vi_mock_trigger(&self->m, 7, 0x100000));
-		ASSERT_EQ(0, vi_mock_trigger(&self->m, 8, 0x200000));
+		ASSERT_EQ(0, mock_trigger(&self->m, 7, 0x100000));
+		ASSERT_EQ(0, mock_trigger(&self->m, 8, 0x200000));
 		for (int t = 0; t < TIMEOUT_MS / 10; t++) {
 			struct virtio_iommu_page_request *rec;
 			uint8_t *p_resp;
 			int p_head;
 
-			if (vi_mock_responses(&self->m) == base_resp + 2)
+			if (mock_responses(&self->m) == base_resp + 2)
 				break;
 			if (!vi_nr_used(&d, VI_PRQ_VQ)) {
 				usleep(10000);
@@ -585,17 +608,18 @@ TEST_F_TIMEOUT(fail_nth, worker_paths, 600)
 			}
 			ASSERT_EQ(0, vi_get_used(&d, VI_PRQ_VQ, &id, &len, 0));
 			ASSERT_EQ(REC_LEN, len);
-			rec = (void *)(uintptr_t)d.vqs[VI_PRQ_VQ].desc[id].addr;
+			rec = hva(&d, d.vqs[VI_PRQ_VQ].desc[id].addr);
 			ASSERT_EQ(VIRTIO_IOMMU_FAULT_R_PAGE_REQUEST, rec->reason);
 			delivered++;
 			p_resp = make_resp(&d, TAIL);
-			p_head = vi_post_req(&d, make_page_resp(&d, rec->group),
+			p_head = vi_post_req(&d, VI_INVALQ(0),
+					     make_page_resp(&d, rec->group),
 					     RESP_LEN, p_resp, TAIL);
 			ASSERT_LE(0, p_head);
 			ASSERT_LE(0, post_prq_buf_at(&d, rec));
-			eventfd_write(d.vqs[VI_INVAL_VQ].kick_fd, 1);
+			eventfd_write(d.vqs[VI_INVALQ(0)].kick_fd, 1);
 			eventfd_write(d.vqs[VI_PRQ_VQ].kick_fd, 1);
-			ASSERT_EQ(0, vi_get_used(&d, VI_INVAL_VQ, &id, &len,
+			ASSERT_EQ(0, vi_get_used(&d, VI_INVALQ(0), &id, &len,
 						 TIMEOUT_MS));
 			ASSERT_EQ(p_head, id);
 			/* Refused for want of memory, then INVALID by the device */
@@ -604,17 +628,14 @@ TEST_F_TIMEOUT(fail_nth, worker_paths, 600)
 					    p_resp[0] == VIRTIO_IOMMU_S_DEVERR);
 			}
 		}
-		ASSERT_EQ(base_resp + 2, vi_mock_responses(&self->m)) {
+		ASSERT_EQ(base_resp + 2, mock_responses(&self->m)) {
 			TH_LOG("a page request was lost or answered twice (fault at worker site %u, %d delivered)",
 			       nth, delivered);
 		}
 
 		if (!nth) {
 			/* Without faults: both served, two entries each */
-			ASSERT_EQ(0, vi_mock_log(self->m.iommufd,
-						 self->m.viommu_id, &entries,
-						 &calls));
-			ASSERT_EQ(4, entries);
+			ASSERT_EQ(4, mock_entries(&self->m));
 			ASSERT_EQ(2, delivered);
 			continue;
 		}
@@ -686,7 +707,7 @@ static void reap(struct traffic *t)
 	struct vi_dev *d = t->d;
 	uint32_t id, len;
 
-	for (unsigned int q = VI_INVAL_VQ; q < d->nr_vqs; q++) {
+	for (unsigned int q = VI_INVALQ(0); q <= d->nr_invalq; q++) {
 		while (vi_nr_used(d, q)) {
 			struct vring_desc *desc;
 			uint8_t *req, *resp;
@@ -695,8 +716,8 @@ static void reap(struct traffic *t)
 			if (id >= d->vqs[q].num)
 				continue;
 			desc = &d->vqs[q].desc[id];
-			req = (void *)(uintptr_t)desc->addr;
-			resp = (void *)(uintptr_t)d->vqs[q].desc[desc->next].addr;
+			req = hva(d, desc->addr);
+			resp = hva(d, d->vqs[q].desc[desc->next].addr);
 			t->completed++;
 			if (req[0] != VIRTIO_IOMMU_T_INVALIDATE)
 				continue;
@@ -725,11 +746,11 @@ static void *guest_fn(void *arg)
 		if (d->mem_used > VI_MEM_SIZE - 8192)
 			d->mem_used = mark;
 		for (int i = 0; i < 8; i++) {
-			q = VI_INVAL_VQ + (q + 1 - VI_INVAL_VQ) % NQ;
+			q = VI_INVALQ((q + 1 - VI_INVALQ(0)) % NQ);
 			if (d->vqs[q].nr_free < 2)
 				continue;
-			vi_post_req_q(d, q, make_inval(d), INVAL_LEN,
-				      make_resp(d, TAIL), TAIL);
+			vi_post_req(d, q, make_inval(d), INVAL_LEN,
+				    make_resp(d, TAIL), TAIL);
 			t->posted++;
 		}
 		/* Page requests: answer each group on the next queue */
@@ -740,17 +761,16 @@ static void *guest_fn(void *arg)
 			vi_get_used(d, VI_PRQ_VQ, &id, &len, 0);
 			if (id >= d->vqs[VI_PRQ_VQ].num)
 				continue;
-			rec = (void *)(uintptr_t)d->vqs[VI_PRQ_VQ].desc[id].addr;
+			rec = hva(d, d->vqs[VI_PRQ_VQ].desc[id].addr);
 			t->records++;
-			q = VI_INVAL_VQ + (q + 1 - VI_INVAL_VQ) % NQ;
+			q = VI_INVALQ((q + 1 - VI_INVALQ(0)) % NQ);
 			if (len == REC_LEN && d->vqs[q].nr_free >= 2 &&
-			    vi_post_req_q(d, q, make_page_resp(d, rec->group),
-					  RESP_LEN, make_resp(d, TAIL),
-					  TAIL) >= 0)
+			    vi_post_req(d, q, make_page_resp(d, rec->group),
+					RESP_LEN, make_resp(d, TAIL), TAIL) >= 0)
 				t->answered++;
 			post_prq_buf_at(d, rec);
 		}
-		for (unsigned int k = 0; k < d->nr_vqs; k++)
+		for (unsigned int k = 0; k <= d->nr_invalq; k++)
 			eventfd_write(d->vqs[k].kick_fd, 1);
 		reap(t);
 		usleep(200);
@@ -763,7 +783,7 @@ static void *faults_fn(void *arg)
 	struct traffic *t = arg;
 
 	while (!stopping(t) && t->triggered < 300) {
-		if (!vi_mock_trigger(t->m, 1 + t->triggered % 500, 0x100000))
+		if (!mock_trigger(t->m, 1 + t->triggered % 500, 0x100000))
 			t->triggered++;
 		usleep(300);
 	}
@@ -810,20 +830,21 @@ static int all_answered(struct vi_dev *d, struct vi_mock *m, int want)
 		uint32_t id, len;
 		ssize_t n;
 
-		got = vi_mock_responses(m);
+		got = mock_responses(m);
 		if (got >= want)
 			break;
 		while (d && vi_nr_used(d, VI_PRQ_VQ)) {
 			struct virtio_iommu_page_request *rec;
 
 			vi_get_used(d, VI_PRQ_VQ, &id, &len, 0);
-			rec = (void *)(uintptr_t)d->vqs[VI_PRQ_VQ].desc[id].addr;
-			vi_post_req(d, make_page_resp(d, rec->group), RESP_LEN,
+			rec = hva(d, d->vqs[VI_PRQ_VQ].desc[id].addr);
+			vi_post_req(d, VI_INVALQ(0),
+				    make_page_resp(d, rec->group), RESP_LEN,
 				    make_resp(d, TAIL), TAIL);
 			post_prq_buf_at(d, rec);
-			eventfd_write(d->vqs[VI_INVAL_VQ].kick_fd, 1);
+			eventfd_write(d->vqs[VI_INVALQ(0)].kick_fd, 1);
 			eventfd_write(d->vqs[VI_PRQ_VQ].kick_fd, 1);
-			vi_get_used(d, VI_INVAL_VQ, &id, &len, TIMEOUT_MS);
+			vi_get_used(d, VI_INVALQ(0), &id, &len, TIMEOUT_MS);
 		}
 		/* Without the device, the fault queue is the VMM's again */
 		n = d ? 0 : read(m->fault_fd, f, sizeof(f));
@@ -839,7 +860,7 @@ static int all_answered(struct vi_dev *d, struct vi_mock *m, int want)
 		usleep(10000);
 	}
 	usleep(10000);
-	got = vi_mock_responses(m);
+	got = mock_responses(m);
 	return got == want ? 0 : got;
 }
 
@@ -878,12 +899,12 @@ FIXTURE_TEARDOWN(race)
 static int race_device(struct vi_dev *d, struct vi_mock *m)
 {
 	struct vhost_worker_state worker = {};
-	struct vhost_vring_worker vworker = { .index = VI_INVAL_VQ + 1 };
+	struct vhost_vring_worker vworker = { .index = VI_INVALQ(1) };
 	int ret;
 
 	ret = vi_open(d);
 	if (!ret)
-		ret = vi_setup_n(d, FEATURES, RING_NUM, NQ);
+		ret = vi_setup(d, FEATURES, RING_NUM, NQ);
 	if (ret)
 		return ret;
 	/* Attaching a worker needs the device stopped */
@@ -899,7 +920,7 @@ static int race_device(struct vi_dev *d, struct vi_mock *m)
 /* New rings (the guest's view starts over), the device stopped */
 static int new_rings(struct vi_dev *d)
 {
-	for (unsigned int i = 0; i < d->nr_vqs; i++) {
+	for (unsigned int i = 0; i <= d->nr_invalq; i++) {
 		struct vi_vq *vq = &d->vqs[i];
 		struct vhost_vring_state state = { .index = i, .num = 0 };
 		eventfd_t v;
@@ -945,7 +966,7 @@ static int resetup(struct vi_dev *d, struct vi_mock *m)
 	d->mem_used = 0;
 	if (ioctl(d->fd, VHOST_SET_OWNER))
 		return -errno;
-	if (vi_setup_n(d, FEATURES, RING_NUM, NQ))
+	if (vi_setup(d, FEATURES, RING_NUM, NQ))
 		return -EIO;
 	return vi_bind_mock(d, m, DOM_ID, EP_ID, true);
 }
@@ -1020,7 +1041,7 @@ TEST_F_TIMEOUT(race, loops, 600)
 			/* QEMU's vhost stop: GET_VRING_BASE exact, nothing kept */
 			ASSERT_EQ(0, vi_set_running(&d, 0));
 			traffic_stop(&t);
-			for (unsigned int q = 0; q < d.nr_vqs; q++) {
+			for (unsigned int q = 0; q <= d.nr_invalq; q++) {
 				struct vhost_vring_state state = { .index = q };
 				uint16_t avail = d.vqs[q].avail->idx;
 
@@ -1038,7 +1059,7 @@ TEST_F_TIMEOUT(race, loops, 600)
 			ASSERT_EQ(0, new_rings(&d));
 			ASSERT_EQ(0, vi_set_running(&d, 1));
 			usleep(2000);
-			for (unsigned int q = 0; q < d.nr_vqs; q++) {
+			for (unsigned int q = 0; q <= d.nr_invalq; q++) {
 				ASSERT_EQ(0, d.vqs[q].used->idx) {
 					TH_LOG("vq %u: an entry survived the stop", q);
 				}
@@ -1048,7 +1069,7 @@ TEST_F_TIMEOUT(race, loops, 600)
 			/* Alternately without, then with the guest memory */
 			memset(&table, 0, sizeof(table));
 			table.mem.nregions = 1;
-			table.region.guest_phys_addr = (uintptr_t)d.mem + 0x200000;
+			table.region.guest_phys_addr = VI_GPA_BASE + 0x200000;
 			table.region.memory_size = 0x1000;
 			table.region.userspace_addr = (uintptr_t)d.mem + 0x200000;
 			for (int k = 0; k < 10; k++) {
@@ -1063,11 +1084,11 @@ TEST_F_TIMEOUT(race, loops, 600)
 			for (int k = 0; k < 10; k++) {
 				uint32_t un = VHOST_IOMMU_F_UNBIND;
 
-				ASSERT_EQ(0, vi_set_fault_queue(d.fd, -1));
+				ASSERT_EQ(0, vi_set_fault_queue(d.fd, 0, -1));
 				ASSERT_EQ(0, vi_set_endpoint(d.fd, un, EP_ID, 0,
 							     0, 0));
 				ASSERT_EQ(0, vi_set_domain(d.fd, un, DOM_ID, 0));
-				ASSERT_EQ(0, vi_set_iommufd(d.fd, -1));
+				ASSERT_EQ(0, vi_set_iommufd(d.fd, -1, 0));
 				usleep(rand_r(&seed) % 500);
 				ASSERT_EQ(0, vi_bind_mock(&d, &m, DOM_ID,
 							  EP_ID, true));
