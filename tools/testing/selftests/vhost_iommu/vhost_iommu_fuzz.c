@@ -284,11 +284,11 @@ static bool inval_common_ok(const struct virtio_iommu_req_invalidate *inv)
 		return false;
 	if (inv->scope != VIRTIO_IOMMU_INVAL_S_ADDRESS)
 		return true;
-	if (ps < 12 || ps > 52 || !nr)
+	/* The length itself must fit in 64 bits (iommufd_virtio_inv_range) */
+	if (ps < 12 || ps > 52 || !nr || nr > UINT64_MAX >> ps)
 		return false;
-	/* address + nr_pages * 2^ps - 1 <= 2^64 - 1, without overflow */
-	return (unsigned __int128)addr + ((unsigned __int128)nr << ps) - 1 <=
-	       UINT64_MAX;
+	/* address + nr_pages * 2^ps - 1 <= 2^64 - 1 */
+	return (nr << ps) - 1 <= UINT64_MAX - addr;
 }
 
 static bool caches_ok(uint8_t caches)
