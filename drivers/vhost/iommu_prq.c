@@ -92,6 +92,8 @@ static void vhost_iommu_group_add(struct vhost_iommu *v,
 	g = kzalloc_flex(*g, recs, nr, GFP_KERNEL_ACCOUNT);
 	if (!g)
 		goto refuse;
+	/* kzalloc_flex() sets it only with __builtin_counted_by_ref (gcc 15) */
+	g->nr = nr;
 	g->cookie = f->cookie;
 	g->endpoint = found->id;
 	g->pasid_valid = f->flags & IOMMU_PGFAULT_FLAGS_PASID_VALID;
