@@ -34,7 +34,8 @@
  * nothing behind it on its queue either, until the reset, and the queue's
  * error eventfd fires (and no other time). No completion overtakes an
  * earlier INVALIDATE of its queue that the driver has not done yet (the mock
- * vIOMMU's log is read when one is seen ahead). The entries the mock vIOMMU
+ * vIOMMU's log is read when one is seen ahead), and requests complete in
+ * ring order within a queue, as documented. The entries the mock vIOMMU
  * received are those the B1 shape gives (one domain entry for C_TLB, one
  * per endpoint). Page responses reach the mock device once; held groups are
  * answered by the reset. After the run: VM b's rings, its vIOMMU's log and
@@ -732,6 +733,11 @@ static void check_used(struct freq *r, uint32_t len)
 		    r->fatal, r->nr_desc, r->indirect ? " indirect" : "",
 		    r->out[0], r->out_len, r->in_len, r->q, r->head, len);
 	check_order(r);
+	/* Documented: within a queue, requests complete in ring order */
+	if (r->seq != F.first_open[r->q])
+		die("queue %u: head %u (type %u) completed before head %u published ahead of it",
+		    r->q, r->head, r->out[0],
+		    F.reqs[F.ord[r->q][F.first_open[r->q]]].head);
 	r->done = true;
 	while (F.first_open[r->q] < F.nr_ord[r->q] &&
 	       F.reqs[F.ord[r->q][F.first_open[r->q]]].done)
