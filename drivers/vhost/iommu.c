@@ -711,6 +711,9 @@ static long vhost_iommu_set_endpoint(struct vhost_iommu *v,
 		return -EEXIST;
 	if (rcu_dereference_protected(dom->vdevs, true)->nr >= VHOST_IOMMU_MAX_EPS)
 		return -ENOSPC;
+	/* Behind another vIOMMU its entries would be skipped as stale */
+	if (!iommufd_viommu_has_vdevice(dom->viommu, cmd->vdev_id))
+		return -EXDEV;
 
 	ep = kzalloc_obj(*ep, GFP_KERNEL_ACCOUNT);
 	if (!ep)

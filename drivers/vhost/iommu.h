@@ -38,67 +38,38 @@
 /* Max number of page requests in one group; larger groups are refused */
 #define VHOST_IOMMU_GROUP_MAX	32
 
-/**
- * struct vhost_iommu_ep - An endpoint bound with VHOST_IOMMU_SET_ENDPOINT
- * @id: The virtio endpoint ID
- * @domain: The virtio domain ID it is attached to
- * @dev_id: Its iommufd device ID (page requests name it)
- * @vdev_id: The virtual ID of its vDEVICE
- */
+/* An endpoint bound with VHOST_IOMMU_SET_ENDPOINT */
 struct vhost_iommu_ep {
 	u32 id;
 	u32 domain;
-	u32 dev_id;
-	u32 vdev_id;
+	u32 dev_id;	/* iommufd device ID: page requests name it */
+	u32 vdev_id;	/* virtual ID of its vDEVICE */
 };
 
-/**
- * struct vhost_iommu_vdevs - The vDEVICE IDs of a domain's endpoints
- * @nr: Number of IDs
- * @id: The IDs
- *
- * Replaced as a whole on every bind and unbind, read under the device's SRCU.
- */
+/* The vDEVICE IDs of a domain's endpoints, replaced as a whole (SRCU) */
 struct vhost_iommu_vdevs {
 	unsigned int nr;
 	u32 id[] __counted_by(nr);
 };
 
-/**
- * struct vhost_iommu_dom - A domain bound with VHOST_IOMMU_SET_DOMAIN
- * @id: The virtio domain ID
- * @viommu: The vIOMMU its INVALIDATEs go to; the device holds a reference
- * @vdevs: Its endpoints' vDEVICEs (SRCU)
- */
+/* A domain bound with VHOST_IOMMU_SET_DOMAIN to a vIOMMU it holds */
 struct vhost_iommu_dom {
 	u32 id;
 	struct iommufd_viommu *viommu;
 	struct vhost_iommu_vdevs __rcu *vdevs;
 };
 
-/**
- * enum vhost_iommu_act - What completing a popped request writes
- * @VHOST_IOMMU_UNUSED: Nothing: used length 0 (the request was not parsed)
- * @VHOST_IOMMU_STATUS: A tail with the status decided at parse time
- * @VHOST_IOMMU_INVAL: A tail with the status of its driver entries
- */
+/* What completing a popped request writes */
 enum vhost_iommu_act {
-	VHOST_IOMMU_UNUSED,
-	VHOST_IOMMU_STATUS,
-	VHOST_IOMMU_INVAL,
+	VHOST_IOMMU_UNUSED,	/* nothing, used length 0: not parsed */
+	VHOST_IOMMU_STATUS,	/* a tail with the status decided at parse */
+	VHOST_IOMMU_INVAL,	/* a tail with the status of its entries */
 };
 
-/**
- * struct vhost_iommu_req - A request popped in this pass, not completed yet
- * @head: Its descriptor head
- * @act: enum vhost_iommu_act
- * @status: The status of its tail
- * @nr_iov: Number of entries in @iov
- * @nr_log: Number of entries in @log
- * @first: Index of its first entry in the batch (VHOST_IOMMU_INVAL)
- * @nr: Number of its entries (VHOST_IOMMU_INVAL)
- * @iov: The guest buffers that hold its tail
- * @log: Their guest addresses, for VHOST_F_LOG_ALL
+/*
+ * A request popped in this pass: its head, the buffers of its tail and
+ * their guest addresses (VHOST_F_LOG_ALL), and for an INVALIDATE its
+ * entries in the batch.
  */
 struct vhost_iommu_req {
 	unsigned int head;
@@ -112,17 +83,11 @@ struct vhost_iommu_req {
 	struct vhost_log log[VHOST_IOMMU_TAIL_IOV];
 };
 
-/**
- * struct vhost_iommu_invalq - An invalidation queue
- * @vq: The vhost queue
- * @viommu: The vIOMMU of every entry in @entries
- * @nr_reqs: Number of requests in @reqs
- * @nr_entries: Number of entries in @entries
- * @reqs: The requests popped and not completed, in ring order
- * @entries: The driver entries of the INVALIDATEs among them, in order
- *
- * The batch belongs to the worker pass that holds the queue's mutex, and is
- * empty whenever the mutex is free.
+/*
+ * An invalidation queue and its batch: the requests popped and not
+ * completed, in ring order, and the driver entries of its INVALIDATEs, all
+ * for @viommu. The batch belongs to the pass that holds the queue's mutex
+ * and is empty whenever the mutex is free.
  */
 struct vhost_iommu_invalq {
 	struct vhost_virtqueue vq;
@@ -133,16 +98,11 @@ struct vhost_iommu_invalq {
 	struct iommu_viommu_invalidate_virtio entries[VHOST_IOMMU_BATCH_ENTRIES];
 };
 
-/**
- * struct vhost_iommu_prq - The page-request state
- * @lock: Protects this structure and the endpoint table against the
- *        page-request path
- * @file: The fault queue file bound with VHOST_IOMMU_SET_FAULT_QUEUE
- * @fault: Its fault queue
- * @poll: Runs the page-request queue's work when the fault queue has faults
- * @groups: Groups taken from the fault queue and not answered, in order
- * @nr_groups: Number of groups in @groups
- * @pgfaults: Room for one group from the fault queue
+/*
+ * The page-request state, under @lock: the fault queue bound with
+ * VHOST_IOMMU_SET_FAULT_QUEUE, the poll that runs the page-request queue's
+ * work when it has faults, the groups taken and not answered (in order), and
+ * room for one group from the fault queue.
  */
 struct vhost_iommu_prq {
 	struct mutex lock;	/* Protects the page-request state */
@@ -154,19 +114,10 @@ struct vhost_iommu_prq {
 	struct iommu_hwpt_pgfault pgfaults[VHOST_IOMMU_GROUP_MAX];
 };
 
-/**
- * struct vhost_iommu - A vhost-iommu device
- * @dev: The vhost device
- * @prq_vq: The page-request queue
- * @invalqs: The invalidation queues
- * @ictx: The iommufd bound with VHOST_IOMMU_SET_IOMMUFD
- * @srcu: Readers of @doms and of the domains' endpoints (the workers)
- * @doms: Bound domains (struct vhost_iommu_dom) by virtio domain ID
- * @eps: Bound endpoints (struct vhost_iommu_ep) by virtio endpoint ID
- * @prq: The page-request state
- *
- * Bindings change under @dev.mutex; @eps also under @prq.lock. A worker reads
- * @doms under @srcu, and an unbind waits for the readers before it frees.
+/*
+ * A vhost-iommu device. Bindings (@ictx, @doms, @eps) change under
+ * @dev.mutex, @eps also under @prq.lock. The workers read @doms and the
+ * domains' vDEVICEs under @srcu; an unbind waits for them before it frees.
  */
 struct vhost_iommu {
 	struct vhost_dev dev;
@@ -174,8 +125,8 @@ struct vhost_iommu {
 	struct vhost_iommu_invalq invalqs[VHOST_IOMMU_MAX_INVALQ];
 	struct iommufd_ctx *ictx;
 	struct srcu_struct srcu;
-	struct xarray doms;
-	struct xarray eps;
+	struct xarray doms;	/* struct vhost_iommu_dom by domain ID */
+	struct xarray eps;	/* struct vhost_iommu_ep by endpoint ID */
 	struct vhost_iommu_prq prq;
 };
 

@@ -16,17 +16,10 @@
 
 #include "iommu.h"
 
-/**
- * struct vhost_iommu_group - A page-request group taken from the fault queue
- * @node: In the list of struct vhost_iommu_prq
- * @cookie: The iommufd cookie that answers it
- * @endpoint: The virtio endpoint ID
- * @pasid: Its PASID, if @pasid_valid
- * @grpid: Its group ID
- * @pasid_valid: Whether the requests carry a PASID
- * @sent: Number of records delivered to the guest
- * @nr: Number of records in @recs
- * @recs: The records, in order
+/*
+ * A page-request group taken from the fault queue: the cookie that answers
+ * it, what the guest's PAGE_RESP names it by, and its records, @sent of
+ * them delivered.
  */
 struct vhost_iommu_group {
 	struct list_head node;
@@ -92,7 +85,6 @@ static void vhost_iommu_group_add(struct vhost_iommu *v,
 	g = kzalloc_flex(*g, recs, nr, GFP_KERNEL_ACCOUNT);
 	if (!g)
 		goto refuse;
-	/* kzalloc_flex() sets it only with __builtin_counted_by_ref (gcc 15) */
 	g->nr = nr;
 	g->cookie = f->cookie;
 	g->endpoint = found->id;

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include <linux/virtio_iommu.h>
+
 #include "../kselftest_harness.h"
 #include "nested_smmu_lib.h"
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
@@ -309,6 +311,74 @@ TEST_F(nested_virtio, stale_endpoint_first)
 	EXPECT_FIXED(e, 3);
 	/* The stale endpoint alone: done, and nothing invalidated */
 	EXPECT_STALE(e, 1);
+}
+
+/*
+ * What a VMM without vhost-iommu does with a kick's worth of guest
+ * INVALIDATE requests: each request's bytes 4..59 become one domain entry
+ * (C_TLB) and one endpoint entry per endpoint of the domain, all in one
+ * IOMMU_HWPT_INVALIDATE. Here three requests, of which only the second
+ * covers X; without it X stays stale.
+ */
+static unsigned int vmm_fanout(const struct virtio_iommu_req_invalidate *reqs,
+			       unsigned int nr,
+			       struct iommu_viommu_invalidate_virtio *e)
+{
+	unsigned int r, n = 0;
+
+	for (r = 0; r < nr; r++) {
+		struct iommu_viommu_invalidate_virtio x = {};
+
+		memcpy((__u8 *)&x + IOMMU_VIRTIO_INVAL_REQ_OFFSET,
+		       (const __u8 *)&reqs[r] + 4, IOMMU_VIRTIO_INVAL_REQ_LEN);
+		if (x.caches & C_TLB) {
+			e[n] = x;
+			e[n++].caches = C_TLB;
+		}
+		x.flags = IOMMU_VIRTIO_INVAL_HOST_F_VDEV;
+		x.vdev_id = VSID;
+		e[n++] = x;
+	}
+	return n;
+}
+
+static struct virtio_iommu_req_invalidate req(__u8 scope, __u8 caches,
+					      __u16 flags, __u64 id,
+					      __u64 address, __u64 nr_pages,
+					      __u8 page_size)
+{
+	struct virtio_iommu_req_invalidate r = {
+		.head.type = VIRTIO_IOMMU_T_INVALIDATE,
+		.scope = scope,
+		.caches = caches,
+		.flags = htole16(flags),
+		.domain = htole32(1),
+		.id = htole64(id),
+		.address = htole64(address),
+		.nr_pages = htole64(nr_pages),
+		.page_size = page_size,
+	};
+
+	return r;
+}
+
+TEST_F(nested_virtio, vmm_kick)
+{
+	struct virtio_iommu_req_invalidate r[3];
+	struct iommu_viommu_invalidate_virtio e[6];
+	unsigned int n;
+
+	r[0] = req(S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID, NSMMU_VA_Y, 1, 12);
+	r[1] = req(S_ADDRESS, C_PASID | C_TLB, F_ID | F_LEAF, ASID,
+		   NSMMU_VA_X, 1, 12);
+	r[2] = req(S_PASID, C_PASID, F_PASID, 0, 0, 0, 0);
+	n = vmm_fanout(r, 3, e);
+	ASSERT_EQ(5, n);
+	EXPECT_FIXED(e, n);
+	/* Negative control: the same kick without the request covering X */
+	r[1] = r[0];
+	n = vmm_fanout(r, 3, e);
+	EXPECT_STALE(e, n);
 }
 
 /* Refused entries change nothing; entries before a bad one are done */
