@@ -153,7 +153,9 @@ int vi_setup_vq(struct vi_dev *d, unsigned int index, unsigned int num)
 	vi_close_fd(&vq->err_fd);
 	free(vq->chain_len);
 	memset(vq, 0, sizeof(*vq));
-	vq->kick_fd = vq->call_fd = vq->err_fd = -1;
+	vq->kick_fd = -1;
+	vq->call_fd = -1;
+	vq->err_fd = -1;
 
 	vq->num = num;
 	/* Page aligned, so that the dirty log can tell the parts apart */

@@ -311,8 +311,10 @@ TEST_F(vhost_smmu1, unbound_domain_noent)
 /* The right address of another ASID leaves the entry stale */
 TEST_F(vhost_smmu1, other_asid_keeps_stale)
 {
-	struct inval other = { DOMAIN, S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID + 1, NSMMU_VA_X, 1, 12 };
-	struct inval right = { DOMAIN, S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID, NSMMU_VA_X, 1, 12 };
+	struct inval other = { DOMAIN, S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID + 1,
+			       NSMMU_VA_X, 1, 12 };
+	struct inval right = { DOMAIN, S_ADDRESS, C_TLB, F_ID | F_LEAF, ASID,
+			       NSMMU_VA_X, 1, 12 };
 	struct vm *vm = &self->vm;
 
 	ASSERT_EQ(NSMMU_PG_A, probe(vm, NULL));
