@@ -424,7 +424,8 @@ static void gen_req(struct freq *r, uint32_t page_resp)
 	memset(r->out, 0, SLOT_OUT);
 	memset(r->in, CANARY, SLOT_IN);
 	r->done = false;
-	r->emin = r->emax = 0;
+	r->emin = 0;
+	r->emax = 0;
 	r->stmask = 0;
 
 	if (page_resp) {
@@ -686,7 +687,9 @@ static void check_log(void)
 		die("mock vIOMMU got %llu entries, the model gives %llu..%llu",
 		    (unsigned long long)F.mock_entries,
 		    (unsigned long long)F.kmin, (unsigned long long)F.kmax);
-	F.kmin = F.kmax = F.mock_entries = 0;
+	F.kmin = 0;
+	F.kmax = 0;
+	F.mock_entries = 0;
 	F.log_checks++;
 }
 
@@ -1241,7 +1244,7 @@ static void page_requests(uint32_t *grps, unsigned int nr)
 		prq_post(&F.a, F.prq_bufs + i * 64);
 	for (unsigned int i = 0; i < nr; i++)
 		if (mock_trigger(&F.ma, 1 + (F.next_grp++ % 500),
-				    0x100000 + i * 0x1000))
+				 0x100000 + i * 0x1000))
 			die("TRIGGER_IOPF: %d", errno);
 	/* Never dropped: they wait in the device for buffers */
 	for (unsigned int i = 0; i < nr && late; i++) {
@@ -1388,9 +1391,9 @@ static void round_once(void)
 		if (hold) {
 			nr_held = nr_grps;
 			nr_grps = 0;
-		}
-		else if (nr < nr_grps)
+		} else if (nr < nr_grps) {
 			nr = nr_grps;
+		}
 	} else if (chance(2)) {
 		/* The bindings change under the worker in this round */
 		F.relaxed = true;
