@@ -18,7 +18,9 @@
  * memory table, avail index jump). Kicks come whole or in pieces, spurious or
  * missing until the end. Page requests of the mock device are delivered on
  * the page-request queue and answered on either invalidation queue, or left
- * held for a reset to answer. Between and during rounds the device is
+ * held for a reset to answer. In some rounds the vDEVICE of one of the two
+ * endpoints of a domain is gone (B1: its entries are skipped, nothing else
+ * changes). Between and during rounds the device is
  * stopped and started, its memory table is set again, its endpoint and
  * domains are unbound and bound again, its rings are changed while stopped
  * (GET_VRING_BASE must be exact, nothing may survive), it is reset
@@ -86,12 +88,15 @@
 			 BIT64(VIRTIO_IOMMU_F_INVALQ))
 #define ST(s)		(1u << (s))
 
-/* VM a: domain 1 has one endpoint, domain 2 none, others are unbound */
+/* VM a: domain 1 has two endpoints, domain 2 none, others are unbound */
 #define DOM_EP		1
 #define DOM_EMPTY	2
 #define DOM_UNBOUND	3	/* the careless VMM's bind attempts target it */
 #define EP_ID		5
+#define EP2_ID		6	/* the second endpoint of DOM_EP */
+#define NR_EP		2
 #define VSID_A		0x10
+#define VSID_A2		0x11
 #define VSID_B		0x20
 /* Groups of real page requests are below, forged ones above */
 #define GRP_FORGED	0x10000
@@ -129,6 +134,7 @@ static struct {
 	bool verbose;
 	struct vi_dev a, b;
 	struct vi_mock ma, mb;
+	struct vi_mock_dev md2;		/* VM a's second endpoint */
 	uint64_t features;
 	uint16_t avail_idx[NQ], used_idx[NQ];
 	uint16_t next_desc[NQ];
@@ -140,7 +146,7 @@ static struct {
 	uint64_t requests, rounds, fatal, used0, status[16];
 	uint64_t resets[RK_NR], stops, mem_tables, unbinds, event_idx_runs;
 	uint64_t page_requests, held_answered, kicks, indirect, split;
-	uint64_t bad_ioctls, overtakes, log_checks;
+	uint64_t bad_ioctls, overtakes, log_checks, stale_rounds;
 	uint64_t fatal_kinds[16];
 	/* Mock entries the model gives since the last log check */
 	uint64_t kmin, kmax, mock_entries;
@@ -341,7 +347,7 @@ static void inval_model(struct freq *r)
 		r->stmask = ST(VIRTIO_IOMMU_S_NOENT);
 		return;
 	}
-	inval_shape(inv, inv->domain == DOM_EP, &r->stmask, &r->emin,
+	inval_shape(inv, inv->domain == DOM_EP ? NR_EP : 0, &r->stmask, &r->emin,
 		    &r->emax);
 	if (!F.relaxed)
 		return;
@@ -1072,6 +1078,9 @@ static void bind_a(void)
 	int ret = vi_bind_mock(&F.a, &F.ma, DOM_EP, EP_ID, true);
 
 	if (!ret)
+		ret = vi_set_endpoint(F.a.fd, 0, EP2_ID, DOM_EP, F.md2.idev_id,
+				      VSID_A2);
+	if (!ret)
 		ret = vi_set_domain(F.a.fd, 0, DOM_EMPTY, F.ma.viommu_id);
 	if (ret)
 		die("binding VM a: %d", ret);
@@ -1374,7 +1383,7 @@ static void round_once(void)
 {
 	unsigned int nr = 1 + rnd(MAX_BATCH), i, want = 0, pieces;
 	int fatal = chance(3) ? (int)rnd(FK_NR) : -1, fatal_q = -1;
-	bool chunks = chance(20), hold = false, both = chance(50);
+	bool chunks = chance(20), hold = false, both = chance(50), stale = false;
 	unsigned int q1 = rnd(NQ), nr_grps = 0, nr_held = 0;
 	uint32_t grps[MAX_GRPS];
 	int responses = 0;
@@ -1397,6 +1406,16 @@ static void round_once(void)
 	} else if (chance(2)) {
 		/* The bindings change under the worker in this round */
 		F.relaxed = true;
+	} else if (chance(3)) {
+		/*
+		 * The second endpoint's vDEVICE is gone for the round (the VMM
+		 * closed the device before it unbound the endpoint): its
+		 * entries are skipped, and nothing else changes (B1).
+		 */
+		if (vi_destroy(F.ma.iommufd, F.md2.vdevice_id))
+			die("destroying the second vDEVICE: %d", errno);
+		stale = true;
+		F.stale_rounds++;
 	}
 
 	phase("generate");
@@ -1488,6 +1507,7 @@ static void round_once(void)
 		/* The guest's bindings change under the worker */
 		pthread_mutex_lock(&F.fd_lock);
 		if (vi_set_endpoint(F.a.fd, VHOST_IOMMU_F_UNBIND, EP_ID, 0, 0, 0) ||
+		    vi_set_endpoint(F.a.fd, VHOST_IOMMU_F_UNBIND, EP2_ID, 0, 0, 0) ||
 		    vi_set_domain(F.a.fd, VHOST_IOMMU_F_UNBIND, DOM_EP, 0) ||
 		    vi_set_domain(F.a.fd, VHOST_IOMMU_F_UNBIND, DOM_EMPTY, 0))
 			die("unbinding while running: %d", errno);
@@ -1495,7 +1515,9 @@ static void round_once(void)
 		if (vi_set_domain(F.a.fd, 0, DOM_EP, F.ma.viommu_id) ||
 		    vi_set_domain(F.a.fd, 0, DOM_EMPTY, F.ma.viommu_id) ||
 		    vi_set_endpoint(F.a.fd, 0, EP_ID, DOM_EP, F.ma.idev_id,
-				    VSID_A))
+				    VSID_A) ||
+		    vi_set_endpoint(F.a.fd, 0, EP2_ID, DOM_EP, F.md2.idev_id,
+				    VSID_A2))
 			die("binding again while running: %d", errno);
 		pthread_mutex_unlock(&F.fd_lock);
 		F.unbinds++;
@@ -1504,6 +1526,18 @@ static void round_once(void)
 	phase("collect");
 	collect(nr, want);
 	phase("after collect");
+	if (stale) {
+		struct iommu_vdevice_alloc vdev = {
+			.size = sizeof(vdev),
+			.viommu_id = F.ma.viommu_id,
+			.dev_id = F.md2.idev_id,
+			.virt_id = VSID_A2,
+		};
+
+		if (ioctl(F.ma.iommufd, IOMMU_VDEVICE_ALLOC, &vdev))
+			die("the second vDEVICE again: %d", errno);
+		F.md2.vdevice_id = vdev.out_vdevice_id;
+	}
 	if (fatal >= 0) {
 		struct vi_vq *vq = ivq(fatal_q);
 
@@ -1594,7 +1628,7 @@ static void check_a_serves(void)
 		r->done = false;
 		F.relaxed = false;
 		inval_model(r);
-		if (r->stmask != ST(VIRTIO_IOMMU_S_OK) || r->emin != 2)
+		if (r->stmask != ST(VIRTIO_IOMMU_S_OK) || r->emin != 1 + NR_EP)
 			die("internal: the model of a good INVALIDATE");
 		r->seq = 0;
 		F.next_desc[q] = 0;
@@ -1654,6 +1688,8 @@ int main(int argc, char **argv)
 		printf("ok 1 # SKIP no iommufd selftest mock\n");
 		return 4;
 	}
+	if (!ret)
+		ret = vi_mock_add_dev(&F.ma, VSID_A2, &F.md2);
 	if (ret)
 		die("VM a mock: %d", ret);
 	bind_a();
@@ -1730,9 +1766,10 @@ int main(int argc, char **argv)
 	       (unsigned long long)F.stops, (unsigned long long)F.mem_tables,
 	       (unsigned long long)F.unbinds,
 	       (unsigned long long)F.event_idx_runs);
-	printf("# log checks: %llu, completions seen ahead of an earlier INVALIDATE: %llu\n",
+	printf("# log checks: %llu, completions seen ahead of an earlier INVALIDATE: %llu, rounds with a stale endpoint: %llu\n",
 	       (unsigned long long)F.log_checks,
-	       (unsigned long long)F.overtakes);
+	       (unsigned long long)F.overtakes,
+	       (unsigned long long)F.stale_rounds);
 	/*
 	 * Loop, head, next, out after in, indirect length, nested indirect,
 	 * indirect loop, address, indirect address, empty indirect, avail jump
