@@ -1,35 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Throughput of virtio-iommu INVALIDATE requests, on the iommufd selftest
- * mock vIOMMU and on the emulated nesting SMMUv3, at 1, 8 and 64 requests
- * per kick, along three paths:
+ * Throughput of virtio-iommu INVALIDATE requests on an invalidation queue
+ * (VIRTIO_IOMMU_F_INVALQ), on the iommufd selftest mock vIOMMU and on the
+ * emulated nesting SMMUv3, at 1, 8 and 64 requests per kick, along these
+ * paths:
  *
- *  fast   the guest ring of /dev/vhost-iommu: kick -> vhost worker -> one
- *         iommufd_viommu_invalidate() per batch -> used ring -> call
- *  user   what a VMM without vhost-iommu does: a VMM thread woken by the
- *         kick eventfd pops the requests from a plain userspace split ring,
- *         issues one IOMMU_HWPT_INVALIDATE per request (native SMMUv3
- *         TLBI_NH_VA commands, as QEMU's accelerated SMMUv3 does; the
- *         virtio type on the mock), writes the used entry and signals the
- *         call eventfd after each request, as QEMU's virtio-iommu does
+ *  fast   the invalidation queue of /dev/vhost-iommu: kick -> vhost worker
+ *         -> the B1 fan-out (a domain entry for the IOTLB and one entry per
+ *         endpoint) of the kick's requests in one
+ *         iommufd_viommu_invalidate_virtio() call -> used ring -> call
+ *  user   the best a VMM serving the same invalidation queue itself can do:
+ *         a VMM thread woken by the kick eventfd pops the kick's worth of
+ *         requests from a plain userspace split ring, builds the same
+ *         fan-out and issues ONE IOMMU_HWPT_INVALIDATE with the virtio type
+ *         for all of them, writes the used entries and signals the call
+ *         eventfd once per kick
  *  floor  a bare loop of IOMMU_HWPT_INVALIDATE with the entries the fast
  *         path hands to the driver, one call per batch, no virtqueue
- *  ring   a diagnostic: the fast path with requests that have a reserved
- *         byte set, refused by vhost-iommu after all its checks (S_INVAL),
- *         so the ring work without the driver call
+ *  ring   a diagnostic: the fast path with requests on a domain that is not
+ *         bound, answered S_NOENT by vhost-iommu without a driver call, so
+ *         the ring work alone
  *
- * and the page request round trip, on the mock only: the guest posts event
- * buffers, the mock device raises page requests (IOMMU_TEST_OP_TRIGGER_IOPF,
- * one group each), the guest reads the records and answers each group with a
- * PAGE_RESP, which reaches the mock device (IOMMU_TEST_OP_IOPF_RESPONSE
- * counts them):
+ * and the page request round trip, on the mock only: the guest posts
+ * buffers on the page-request queue, the mock device raises page requests
+ * (IOMMU_TEST_OP_TRIGGER_IOPF, one group each), the guest reads the records
+ * and answers each group with a PAGE_RESP on the invalidation queue, which
+ * reaches the mock device (IOMMU_TEST_OP_IOPF_RESPONSE counts them):
  *
  *  prq-k  vhost-iommu reads the fault queue, writes the records into the
- *         event queue and answers the PAGE_RESPs through iommufd
+ *         page-request queue and answers the PAGE_RESPs through iommufd
  *  prq-u  a VMM fault thread polls the fault fd, reads the groups and
- *         writes virtio records into a userspace event ring (signal after
- *         each); the VMM request thread reads the PAGE_RESPs and writes the
- *         responses to the fault fd
+ *         writes the records into a userspace page-request ring (signal
+ *         after each batch); the VMM's invalidation-queue thread reads the
+ *         PAGE_RESPs and writes the responses to the fault fd
  *
  * For prq-u, "helper" CPU time is that of both VMM threads.
  *
@@ -59,15 +62,20 @@
 
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 #include "nested_smmu_lib.h"
-#include "vhost_iommu_lib.h"
-#include "vi_hostile_lib.h"
+#include "vhost_iommu_utils.h"
 
-#define BIT64(n)	(1ULL << (n))
-#define FEATURES	(BIT64(VIRTIO_F_VERSION_1) | BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE))
-#define PRQ_FEATURES	(FEATURES | BIT64(VIRTIO_IOMMU_F_PAGE_REQUEST))
+#define FEATURES	VI_FEATURES
+#define PRQ_FEATURES	VI_FEATURES_PRI
 #define RING		256	/* descriptors: 128 two-part requests */
 #define MAX_BATCH	64
+/* Entries of one request: the domain's IOTLB entry and its endpoint's */
+#define FAN_OUT		2
 #define DOMAIN		1
+#define DOMAIN_UNBOUND	99	/* the ring path's requests: S_NOENT */
+/* The queues: the page-request queue and one invalidation queue */
+#define PRQ_VQ		VI_PRQ_VQ
+#define INV_VQ		VI_INVALQ(0)
+#define NR_VQS		2
 #define ENDPOINT	5
 #define MOCK_VSID	0x10
 #define MOCK_VSID_B	0x11	/* the second mock device, the VMM's */
@@ -76,7 +84,6 @@
 #define INVAL_LEN	offsetof(struct virtio_iommu_req_invalidate, tail)
 #define TAIL_LEN	sizeof(struct virtio_iommu_req_tail)
 #define TIMEOUT_MS	10000
-#define TLBI_ASID(x)	((uint64_t)(x) << 48)
 #define INVAL_VA	0x400000ULL	/* away from the VAs the oracle uses */
 #define PRQ_VA		0x800000ULL	/* faulting address of page request i */
 #define REC_LEN		sizeof(struct virtio_iommu_page_request)
@@ -103,14 +110,14 @@ struct sample {
 	double guest_ns;	/* the guest thread (the caller, for floor) */
 };
 
-/* The userspace VMM's side of a plain split ring */
+/* The userspace VMM's side of plain split rings */
 struct uvmm {
 	struct vi_dev g;	/* the guest side: only vqs and mem */
-	uint16_t last_avail[VI_NR_VQS];
-	uint16_t used_idx[VI_NR_VQS];
-	pthread_t thread;	/* the request queue */
+	uint16_t last_avail[NR_VQS];
+	uint16_t used_idx[NR_VQS];
+	pthread_t thread;	/* the invalidation queue */
 	clockid_t clock;
-	pthread_t fthread;	/* the fault fd and the event queue */
+	pthread_t fthread;	/* the fault fd and the page-request queue */
 	clockid_t fclock;
 	int fault_fd;		/* -1: no page requests */
 	/* Page request records read from the fault fd, not delivered yet */
@@ -119,6 +126,16 @@ struct uvmm {
 	/* The iommufd cookie of each group ID the guest may answer */
 	uint32_t cookie[MAX_BATCH];
 	bool held[MAX_BATCH];
+	/* One kick's worth of requests: their entries, heads, tails */
+	struct iommu_viommu_invalidate_virtio ent[FAN_OUT * RING];
+	struct {
+		uint16_t head;
+		uint8_t *tail;
+		uint8_t status;
+		bool inval;
+		unsigned int first, nr;
+	} pop[RING];
+	unsigned long calls, kicks;	/* IOMMU_HWPT_INVALIDATE calls */
 	bool stop;
 	int errors;
 };
@@ -145,15 +162,18 @@ struct target {
 	struct uvmm u;
 	/*
 	 * Per slot of a batch: the request and the tail, in each ring: 0 the
-	 * vhost-iommu ring, 1 the userspace one, 2 refused requests (vhost-iommu)
+	 * vhost-iommu ring, 1 the userspace one, 2 requests on an unbound
+	 * domain (vhost-iommu)
 	 */
 	struct virtio_iommu_req_invalidate *req[3][MAX_BATCH];
 	uint8_t *tail[3][MAX_BATCH];
 	/* The entries the kernel builds from the requests (the floor's) */
-	struct iommu_viommu_invalidate_virtio ent[MAX_BATCH];
+	struct iommu_viommu_invalidate_virtio ent[FAN_OUT * MAX_BATCH];
 	struct sample s[NR_PATHS][NR_BATCHES][64];
 	unsigned long mock_calls[NR_BATCHES];	/* driver calls, fast path */
 	unsigned long mock_kicks[NR_BATCHES];
+	unsigned long user_calls[NR_BATCHES];	/* ioctls, user path */
+	unsigned long user_kicks[NR_BATCHES];
 	char err[256];
 };
 
@@ -237,38 +257,67 @@ static void fill_req(struct target *t, struct virtio_iommu_req_invalidate *r,
 	r->page_size = 12;
 }
 
-/*
- * The VMM translates a request to what it hands to the kernel: one native
- * command on SMMUv3, one virtio entry on the mock. Unknown requests: -1.
- */
-static int uvmm_serve(struct target *t, const struct virtio_iommu_req_invalidate *r)
+/* Guest RAM at guest-physical address @addr */
+static void *hva(struct vi_dev *d, uint64_t addr)
 {
-	struct iommu_viommu_invalidate_virtio e;
-	uint64_t cmd[2];
+	return (uint8_t *)d->mem + (addr - VI_GPA_BASE);
+}
 
-	if (r->head.type != VIRTIO_IOMMU_T_INVALIDATE ||
-	    r->scope != VIRTIO_IOMMU_INVAL_S_ADDRESS ||
-	    le32toh(r->domain) != DOMAIN || le64toh(r->nr_pages) != 1 ||
-	    r->page_size != 12)
-		return VIRTIO_IOMMU_S_INVAL;
-	if (t->smmu) {
-		cmd[0] = NSMMU_CMD_TLBI_NH_VA | TLBI_ASID(le64toh(r->id));
-		cmd[1] = le64toh(r->address) & ~0xfffULL;
-		if (le16toh(r->flags) & VIRTIO_IOMMU_INVAL_F_LEAF)
-			cmd[1] |= 1;	/* Leaf */
-		return hwpt_invalidate(t->iommufd, t->viommu_id,
-				       IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
-				       cmd, sizeof(cmd), 1) ?
-		       VIRTIO_IOMMU_S_IOERR : VIRTIO_IOMMU_S_OK;
+/*
+ * The B1 fan-out of an INVALIDATE on DOMAIN, whose one endpoint is @vsid,
+ * into @e: the domain entry (IOTLB) then the endpoint entry. As the kernel
+ * builds it, so that both paths hand the driver the same work.
+ */
+static unsigned int fan_out(struct iommu_viommu_invalidate_virtio *e,
+			    const struct virtio_iommu_req_invalidate *r,
+			    uint32_t vsid)
+{
+	memset(e, 0, 2 * sizeof(*e));
+	memcpy((uint8_t *)e + IOMMU_VIRTIO_INVAL_REQ_OFFSET,
+	       (const uint8_t *)r + sizeof(r->head), IOMMU_VIRTIO_INVAL_REQ_LEN);
+	e[1] = e[0];
+	e[0].caches &= ~IOMMU_VIRTIO_INVAL_C_PASID;
+	e[1].flags = IOMMU_VIRTIO_INVAL_HOST_F_VDEV;
+	e[1].vdev_id = vsid;
+	return 2;
+}
+
+/*
+ * The entries @u->ent[@done..@nr) of the popped requests in one call, and
+ * again from the request after one that fails; each request's status.
+ */
+static void uvmm_invalidate(struct target *t, unsigned int nr_pop,
+			    unsigned int done, unsigned int nr)
+{
+	struct uvmm *u = &t->u;
+
+	while (done < nr) {
+		struct iommu_hwpt_invalidate cmd = {
+			.size = sizeof(cmd),
+			.hwpt_id = t->viommu_id,
+			.data_uptr = (uintptr_t)&u->ent[done],
+			.data_type = IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+			.entry_len = sizeof(u->ent[0]),
+			.entry_num = nr - done,
+		};
+		int ret = ioctl(t->iommufd, IOMMU_HWPT_INVALIDATE, &cmd);
+		unsigned int ok = done + (ret ? cmd.entry_num : nr - done);
+		unsigned int next = nr;
+
+		u->calls++;
+		for (unsigned int i = 0; i < nr_pop; i++) {
+			if (!u->pop[i].inval || u->pop[i].first < done ||
+			    u->pop[i].first + u->pop[i].nr <= ok)
+				continue;
+			/* The failing request; the next one is handed again */
+			u->pop[i].status = VIRTIO_IOMMU_S_INVAL;
+			next = u->pop[i].first + u->pop[i].nr;
+			break;
+		}
+		if (!ret)
+			break;
+		done = next;
 	}
-	memset(&e, 0, sizeof(e));
-	memcpy(&e, r, INVAL_LEN);
-	e.flags |= htole16(IOMMU_VIRTIO_INVAL_F_VDEV);
-	e.vdev_id = htole32(t->vsid);
-	return hwpt_invalidate(t->iommufd, t->viommu_id,
-			       IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
-			       sizeof(e), 1) ?
-	       VIRTIO_IOMMU_S_IOERR : VIRTIO_IOMMU_S_OK;
 }
 
 /* Answer a PAGE_RESP: the response to the group, on the fault fd */
@@ -291,7 +340,7 @@ static int uvmm_page_resp(struct target *t,
 	return VIRTIO_IOMMU_S_OK;
 }
 
-/* Return a buffer of @vq to the guest and signal, as QEMU does per element */
+/* Return a buffer of @vq to the guest (the caller signals) */
 static void uvmm_used(struct uvmm *u, unsigned int index, uint16_t head,
 		      uint32_t len)
 {
@@ -302,25 +351,33 @@ static void uvmm_used(struct uvmm *u, unsigned int index, uint16_t head,
 	vq->used->ring[idx % vq->num].len = len;
 	u->used_idx[index] = ++idx;
 	__atomic_store_n(&vq->used->idx, idx, __ATOMIC_RELEASE);
-	eventfd_write(vq->call_fd, 1);
 }
 
-/* The request queue */
+/*
+ * The invalidation queue, as a VMM serving it itself does it best: pop the
+ * kick's worth, one IOMMU_HWPT_INVALIDATE (virtio type) for all of its
+ * INVALIDATEs, complete in ring order with one signal. A PAGE_RESP goes to
+ * the fault fd after the INVALIDATEs before it, as on the device.
+ */
 static void *uvmm_fn(void *arg)
 {
 	struct target *t = arg;
 	struct uvmm *u = &t->u;
-	struct vi_vq *vq = &u->g.vqs[VI_REQ_VQ];
-	uint16_t *last = &u->last_avail[VI_REQ_VQ];
+	struct vi_vq *vq = &u->g.vqs[INV_VQ];
+	uint16_t *last = &u->last_avail[INV_VQ];
 	eventfd_t val;
 
 	for (;;) {
+		unsigned int nr_pop = 0, nr_ent = 0, sent = 0;
+
 		/* The kick eventfd is blocking for this thread: the "ioeventfd" */
 		if (eventfd_read(vq->kick_fd, &val))
 			continue;
 		if (__atomic_load_n(&u->stop, __ATOMIC_ACQUIRE))
 			return NULL;
-		while (*last != __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE)) {
+		u->kicks++;
+		while (*last != __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) &&
+		       nr_pop < RING) {
 			union {
 				struct virtio_iommu_req_head head;
 				struct virtio_iommu_req_invalidate inv;
@@ -328,8 +385,7 @@ static void *uvmm_fn(void *arg)
 			} r;
 			uint16_t head = vq->avail->ring[*last % vq->num];
 			struct vring_desc *dr, *dw;
-			uint32_t len = 0, rlen;
-			uint8_t status;
+			uint32_t rlen;
 
 			(*last)++;
 			if (head >= vq->num) {
@@ -338,37 +394,73 @@ static void *uvmm_fn(void *arg)
 			}
 			dr = &vq->desc[head];
 			dw = &vq->desc[dr->next % vq->num];
+			u->pop[nr_pop].head = head;
+			u->pop[nr_pop].tail = NULL;
+			u->pop[nr_pop].inval = false;
 			/* Copy the request out of guest memory before using it */
 			memset(&r, 0, sizeof(r));
 			if (dr->len >= sizeof(r.head))
-				memcpy(&r.head, (void *)(uintptr_t)dr->addr,
-				       sizeof(r.head));
-			rlen = r.head.type == VIRTIO_IOMMU_T_PAGE_RESP ? RESP_LEN : INVAL_LEN;
+				memcpy(&r.head, hva(&u->g, dr->addr), sizeof(r.head));
+			rlen = r.head.type == VIRTIO_IOMMU_T_PAGE_RESP ?
+			       RESP_LEN : INVAL_LEN;
 			if (!(dr->flags & VRING_DESC_F_NEXT) || dr->len < rlen ||
 			    !(dw->flags & VRING_DESC_F_WRITE) || dw->len < TAIL_LEN) {
 				u->errors++;
+				nr_pop++;
+				continue;
+			}
+			memcpy(&r, hva(&u->g, dr->addr), rlen);
+			u->pop[nr_pop].tail = hva(&u->g, dw->addr);
+			if (r.head.type == VIRTIO_IOMMU_T_PAGE_RESP) {
+				/* After the INVALIDATEs before it */
+				uvmm_invalidate(t, nr_pop, sent, nr_ent);
+				sent = nr_ent;
+				u->pop[nr_pop].status = uvmm_page_resp(t, &r.resp);
+			} else if (le32toh(r.inv.domain) != DOMAIN) {
+				u->pop[nr_pop].status = VIRTIO_IOMMU_S_NOENT;
 			} else {
-				memcpy(&r, (void *)(uintptr_t)dr->addr, rlen);
-				if (r.head.type == VIRTIO_IOMMU_T_PAGE_RESP)
-					status = uvmm_page_resp(t, &r.resp);
-				else
-					status = uvmm_serve(t, &r.inv);
-				if (status != VIRTIO_IOMMU_S_OK)
+				u->pop[nr_pop].inval = true;
+				u->pop[nr_pop].status = VIRTIO_IOMMU_S_OK;
+				u->pop[nr_pop].first = nr_ent;
+				u->pop[nr_pop].nr = fan_out(&u->ent[nr_ent], &r.inv,
+							    t->vsid);
+				nr_ent += u->pop[nr_pop].nr;
+			}
+			nr_pop++;
+		}
+		if (!nr_pop)
+			continue;
+		/* The entries not handed yet, in one call */
+		uvmm_invalidate(t, nr_pop, sent, nr_ent);
+		for (unsigned int i = 0; i < nr_pop; i++) {
+			uint32_t len = 0;
+			uint16_t idx = u->used_idx[INV_VQ];
+
+			if (u->pop[i].tail) {
+				if (u->pop[i].status != VIRTIO_IOMMU_S_OK &&
+				    u->pop[i].status != VIRTIO_IOMMU_S_NOENT)
 					u->errors++;
-				memset((void *)(uintptr_t)dw->addr, 0, TAIL_LEN);
-				*(uint8_t *)(uintptr_t)dw->addr = status;
+				memset(u->pop[i].tail, 0, TAIL_LEN);
+				u->pop[i].tail[0] = u->pop[i].status;
 				len = TAIL_LEN;
 			}
-			uvmm_used(u, VI_REQ_VQ, head, len);
+			vq->used->ring[idx % vq->num].id = u->pop[i].head;
+			vq->used->ring[idx % vq->num].len = len;
+			u->used_idx[INV_VQ] = idx + 1;
 		}
+		/* One used index update and one signal per kick */
+		__atomic_store_n(&vq->used->idx, u->used_idx[INV_VQ],
+				 __ATOMIC_RELEASE);
+		eventfd_write(vq->call_fd, 1);
 	}
 }
 
-/* Write the pending page request records into the guest's event buffers */
+/* Write the pending page request records into the guest's buffers */
 static void uvmm_deliver(struct uvmm *u)
 {
-	struct vi_vq *vq = &u->g.vqs[VI_EVENT_VQ];
-	uint16_t *last = &u->last_avail[VI_EVENT_VQ];
+	struct vi_vq *vq = &u->g.vqs[PRQ_VQ];
+	uint16_t *last = &u->last_avail[PRQ_VQ];
+	bool any = false;
 
 	while (u->pend_nr &&
 	       *last != __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE)) {
@@ -386,14 +478,18 @@ static void uvmm_deliver(struct uvmm *u)
 		    VRING_DESC_F_WRITE || dw->len < REC_LEN) {
 			u->errors++;
 		} else {
-			memcpy((void *)(uintptr_t)dw->addr,
+			memcpy(hva(&u->g, dw->addr),
 			       &u->pend[u->pend_head % ARRAY_SIZE(u->pend)], REC_LEN);
 			u->pend_head++;
 			u->pend_nr--;
 			len = REC_LEN;
 		}
-		uvmm_used(u, VI_EVENT_VQ, head, len);
+		uvmm_used(u, PRQ_VQ, head, len);
+		any = true;
 	}
+	/* One signal per batch of records, as the device does */
+	if (any)
+		eventfd_write(vq->call_fd, 1);
 }
 
 /* Read the groups of the fault fd into virtio records */
@@ -446,7 +542,7 @@ static void *uvmm_fault_fn(void *arg)
 	struct uvmm *u = &t->u;
 	struct pollfd pfd[2] = {
 		{ .fd = u->fault_fd, .events = POLLIN },
-		{ .fd = u->g.vqs[VI_EVENT_VQ].kick_fd, .events = POLLIN },
+		{ .fd = u->g.vqs[PRQ_VQ].kick_fd, .events = POLLIN },
 	};
 	eventfd_t val;
 
@@ -470,7 +566,7 @@ static int uvmm_setup(struct target *t)
 	memset(u, 0, sizeof(*u));
 	u->g.fd = -1;
 	u->fault_fd = t->prq ? t->fault_fd[1] : -1;
-	for (int i = 0; i < VI_NR_VQS; i++) {
+	for (int i = 0; i < NR_VQS; i++) {
 		u->g.vqs[i].kick_fd = -1;
 		u->g.vqs[i].call_fd = -1;
 	}
@@ -480,7 +576,7 @@ static int uvmm_setup(struct target *t)
 		u->g.mem = NULL;
 		return -errno;
 	}
-	for (int i = 0; i < VI_NR_VQS; i++) {
+	for (int i = 0; i < NR_VQS; i++) {
 		struct vi_vq *vq = &u->g.vqs[i];
 
 		vq->num = RING;
@@ -495,7 +591,7 @@ static int uvmm_setup(struct target *t)
 		vq->nr_free = RING;
 		/* Blocking for the request thread, polled by the fault thread */
 		vq->kick_fd = eventfd(0, EFD_CLOEXEC |
-				      (i == VI_EVENT_VQ ? EFD_NONBLOCK : 0));
+				      (i == PRQ_VQ ? EFD_NONBLOCK : 0));
 		vq->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (vq->kick_fd < 0 || vq->call_fd < 0)
 			return -errno;
@@ -519,14 +615,14 @@ static void uvmm_teardown(struct target *t)
 
 	__atomic_store_n(&u->stop, true, __ATOMIC_RELEASE);
 	if (u->thread) {
-		eventfd_write(u->g.vqs[VI_REQ_VQ].kick_fd, 1);
+		eventfd_write(u->g.vqs[INV_VQ].kick_fd, 1);
 		pthread_join(u->thread, NULL);
 	}
 	if (u->fthread) {
-		eventfd_write(u->g.vqs[VI_EVENT_VQ].kick_fd, 1);
+		eventfd_write(u->g.vqs[PRQ_VQ].kick_fd, 1);
 		pthread_join(u->fthread, NULL);
 	}
-	for (int i = 0; i < VI_NR_VQS; i++) {
+	for (int i = 0; i < NR_VQS; i++) {
 		struct vi_vq *vq = &u->g.vqs[i];
 
 		/* 0: uvmm_setup() did not run (static storage) */
@@ -639,20 +735,6 @@ static long mock_calls(struct target *t)
 
 static int target_setup(struct target *t)
 {
-	struct vhost_iommu_iommufd fd = { .size = sizeof(fd) };
-	struct vhost_iommu_domain dom = {
-		.size = sizeof(dom),
-		.domain = DOMAIN,
-	};
-	struct vhost_iommu_endpoint ep = {
-		.size = sizeof(ep),
-		.endpoint = ENDPOINT,
-		.domain = DOMAIN,
-	};
-	struct vhost_iommu_fault_queue fq = {
-		.size = sizeof(fq),
-		.fault_fd = -1,
-	};
 	pid_t before[16], after[16];
 	int nb, na, ret;
 
@@ -682,21 +764,20 @@ static int target_setup(struct target *t)
 	nb = vhost_workers(before, 16);
 	ret = vi_open(&t->d);
 	if (!ret)
-		ret = vi_setup(&t->d, t->prq ? PRQ_FEATURES : FEATURES, RING);
+		ret = vi_setup(&t->d, t->prq ? PRQ_FEATURES : FEATURES, RING, 1);
 	if (ret) {
 		snprintf(t->err, sizeof(t->err), "vhost-iommu: %s", strerror(-ret));
 		return ret;
 	}
-	fd.iommufd = t->iommufd;
-	dom.viommu_id = t->viommu_id;
-	fq.fault_fd = t->fault_fd[0];
-	ep.dev_id = t->idev_id;
-	ep.vdev_id = t->vsid;
-	if (ioctl(t->d.fd, VHOST_IOMMU_SET_IOMMUFD, &fd) ||
-	    ioctl(t->d.fd, VHOST_IOMMU_SET_DOMAIN, &dom) ||
-	    ioctl(t->d.fd, VHOST_IOMMU_SET_ENDPOINT, &ep) ||
-	    (t->prq && ioctl(t->d.fd, VHOST_IOMMU_SET_FAULT_QUEUE, &fq))) {
-		ret = -errno;
+	ret = vi_set_iommufd(t->d.fd, t->iommufd, 0);
+	if (!ret)
+		ret = vi_set_domain(t->d.fd, 0, DOMAIN, t->viommu_id);
+	if (!ret)
+		ret = vi_set_endpoint(t->d.fd, 0, ENDPOINT, DOMAIN, t->idev_id,
+				      t->vsid);
+	if (!ret && t->prq)
+		ret = vi_set_fault_queue(t->d.fd, 0, t->fault_fd[0]);
+	if (ret) {
 		snprintf(t->err, sizeof(t->err), "vhost-iommu bind: %s", strerror(-ret));
 		return ret;
 	}
@@ -726,12 +807,9 @@ static int target_setup(struct target *t)
 				return -ENOMEM;
 			fill_req(t, t->req[k][i], i);
 		}
-		t->req[2][i]->reserved[sizeof(t->req[2][i]->reserved) - 1] = 1;
-		/* What vhost-iommu builds for the request: vdev_id of the endpoint */
-		memset(&t->ent[i], 0, sizeof(t->ent[i]));
-		memcpy(&t->ent[i], t->req[0][i], INVAL_LEN);
-		t->ent[i].flags |= htole16(IOMMU_VIRTIO_INVAL_F_VDEV);
-		t->ent[i].vdev_id = htole32(t->vsid);
+		t->req[2][i]->domain = htole32(DOMAIN_UNBOUND);
+		/* What vhost-iommu builds for the request: its B1 fan-out */
+		fan_out(&t->ent[FAN_OUT * i], t->req[0][i], t->vsid);
 
 		for (int k = 0; k < 2 && t->prq; k++) {
 			t->ev[k][i] = vi_alloc(ring[k], REC_LEN);
@@ -767,17 +845,18 @@ static void target_teardown(struct target *t)
 static int guest_batch(struct target *t, int k, unsigned int batch)
 {
 	struct vi_dev *d = k == 1 ? &t->u.g : &t->d;
-	uint8_t want = k == 2 ? VIRTIO_IOMMU_S_INVAL : VIRTIO_IOMMU_S_OK;
+	uint8_t want = k == 2 ? VIRTIO_IOMMU_S_NOENT : VIRTIO_IOMMU_S_OK;
 	uint32_t id, len;
 
 	for (unsigned int i = 0; i < batch; i++) {
 		t->tail[k][i][0] = 0xff;
-		if (vi_post_req(d, t->req[k][i], INVAL_LEN, t->tail[k][i], TAIL_LEN) < 0)
+		if (vi_post_req(d, INV_VQ, t->req[k][i], INVAL_LEN, t->tail[k][i],
+				TAIL_LEN) < 0)
 			return -ENOSPC;
 	}
-	eventfd_write(d->vqs[VI_REQ_VQ].kick_fd, 1);
+	eventfd_write(d->vqs[INV_VQ].kick_fd, 1);
 	for (unsigned int i = 0; i < batch; i++) {
-		if (vi_get_used(d, VI_REQ_VQ, &id, &len, TIMEOUT_MS))
+		if (vi_get_used(d, INV_VQ, &id, &len, TIMEOUT_MS))
 			return -ETIMEDOUT;
 		if (len != TAIL_LEN)
 			return -EIO;
@@ -806,17 +885,17 @@ static int guest_prq(struct target *t, int k, unsigned int batch)
 		};
 
 		memset(t->ev[k][i], 0xff, REC_LEN);
-		if (vi_post(d, VI_EVENT_VQ, &seg, 1) < 0)
+		if (vi_post(d, PRQ_VQ, &seg, 1) < 0)
 			return -ENOSPC;
 	}
-	eventfd_write(d->vqs[VI_EVENT_VQ].kick_fd, 1);
+	eventfd_write(d->vqs[PRQ_VQ].kick_fd, 1);
 	for (unsigned int i = 0; i < batch; i++) {
 		ret = mock_trigger(t, dev_id, i, PRQ_VA + i * 4096ULL);
 		if (ret)
 			return ret;
 	}
 	for (unsigned int i = 0; i < batch; i++) {
-		if (vi_get_used(d, VI_EVENT_VQ, &id, &len, TIMEOUT_MS))
+		if (vi_get_used(d, PRQ_VQ, &id, &len, TIMEOUT_MS))
 			return -ETIMEDOUT;
 		if (len != REC_LEN)
 			return -EIO;
@@ -834,13 +913,13 @@ static int guest_prq(struct target *t, int k, unsigned int batch)
 	}
 	for (unsigned int i = 0; i < batch; i++) {
 		t->ptail[k][i][0] = 0xff;
-		if (vi_post_req(d, t->presp[k][i], RESP_LEN, t->ptail[k][i],
+		if (vi_post_req(d, INV_VQ, t->presp[k][i], RESP_LEN, t->ptail[k][i],
 				TAIL_LEN) < 0)
 			return -ENOSPC;
 	}
-	eventfd_write(d->vqs[VI_REQ_VQ].kick_fd, 1);
+	eventfd_write(d->vqs[INV_VQ].kick_fd, 1);
 	for (unsigned int i = 0; i < batch; i++) {
-		if (vi_get_used(d, VI_REQ_VQ, &id, &len, TIMEOUT_MS))
+		if (vi_get_used(d, INV_VQ, &id, &len, TIMEOUT_MS))
 			return -ETIMEDOUT;
 		if (len != TAIL_LEN)
 			return -EIO;
@@ -855,7 +934,7 @@ static int floor_batch(struct target *t, unsigned int batch)
 {
 	return hwpt_invalidate(t->iommufd, t->viommu_id,
 			       IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, t->ent,
-			       sizeof(t->ent[0]), batch);
+			       sizeof(t->ent[0]), FAN_OUT * batch);
 }
 
 static bool has_path(const struct target *t, int path)
@@ -880,6 +959,8 @@ static int measure(struct target *t, int path, unsigned int bi,
 		helper = t->u.clock;
 	if (path == PATH_PRQ_U)
 		helper2 = t->u.fclock;
+	unsigned long ucalls = t->u.calls, ukicks = t->u.kicks;
+
 	if (path == PATH_FAST && !t->smmu)
 		mock_calls(t);
 	if (path == PATH_PRQ_K || path == PATH_PRQ_U) {
@@ -931,6 +1012,10 @@ static int measure(struct target *t, int path, unsigned int bi,
 			ret = -EPROTO;
 	}
 
+	if (path == PATH_USER) {
+		t->user_calls[bi] += t->u.calls - ucalls;
+		t->user_kicks[bi] += t->u.kicks - ukicks;
+	}
 	if (path == PATH_FAST && !t->smmu) {
 		long calls = mock_calls(t);
 
@@ -1018,7 +1103,7 @@ static void report(struct target *t)
 			int a, b;
 			bool time;
 		} rt[] = {
-			{ "fast/user", "throughput, fast over user (target >= 5)",
+			{ "fast/user", "throughput, fast over user (a VMM, one ioctl per kick)",
 			  PATH_FAST, PATH_USER, false },
 			{ "fast/floor", "time per request, fast over floor (target <= 1.25)",
 			  PATH_FAST, PATH_FLOOR, true },
@@ -1082,6 +1167,15 @@ static void report(struct target *t)
 			       t->name, batches[b]);
 			printf("driver_calls_per_kick=%.2f\n", cpk);
 		}
+	}
+	for (unsigned int b = 0; b < NR_BATCHES; b++) {
+		double cpk = t->user_kicks[b] ?
+			     (double)t->user_calls[b] / t->user_kicks[b] : 0;
+
+		printf("user batch %-3u: %.2f IOMMU_HWPT_INVALIDATE calls per kick\n",
+		       batches[b], cpk);
+		printf("BENCH-COUNTER target=%s path=user batch=%u ioctls_per_kick=%.2f\n",
+		       t->name, batches[b], cpk);
 	}
 	if (!t->worker_tid)
 		printf("(the vhost worker thread was not found: no helper time for fast)\n");
@@ -1334,8 +1428,9 @@ int main(int argc, char **argv)
 		want[1] = true;
 	}
 
-	printf("vhost-iommu INVALIDATE benchmark: fast (vhost-iommu ring), ");
-	printf("user (userspace VMM, one ioctl per request), floor (bare ioctl, one per batch)\n");
+	printf("vhost-iommu INVALIDATE benchmark on an invalidation queue: fast (vhost-iommu), ");
+	printf("user (a VMM serving the queue, one IOMMU_HWPT_INVALIDATE per kick), ");
+	printf("floor (bare ioctl, one per batch), ring (S_NOENT, no driver call)\n");
 	printf("and page request round trips (mock): prq-k (vhost-iommu), ");
 	printf("prq-u (a VMM on the fault fd)\n");
 	f = fopen("/proc/version", "r");

@@ -1,37 +1,54 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * vhost_iommu_fuzz: a structure-aware fuzzer of the vhost-iommu request queue.
+ * vhost_iommu_fuzz: a structure-aware fuzzer of the vhost-iommu queues (v2:
+ * the page-request queue and the invalidation queues).
  *
  * The program plays a hostile guest and a careless VMM against one device
- * ("VM a") while a second device with its own iommufd context ("VM b") sits
- * beside it. Each round posts a batch of requests laid out by a seeded
- * generator: every request type, valid and mutated bodies (reserved bytes,
- * unknown flags, huge and overflowing ranges), truncated readable or writable
- * parts, parts split over many descriptors including zero-length ones,
- * indirect tables, and at most one fatal chain per round (descriptor loop,
- * head or next out of range, out after in, bad or nested indirect table,
- * address outside the memory table, avail index jump). Kicks come whole or
- * in pieces, spurious or missing until the end; the VMM thread reads the
- * channel and answers in random order, sometimes with malformed answers
- * first; between and during rounds the device is reset (RESET_OWNER, close
- * and reopen, stop/start), its memory table is set again, its endpoint and
- * domain are unbound and bound again, and page requests arrive from the mock.
+ * ("VM a", two invalidation queues) while a second device with its own
+ * iommufd context ("VM b") sits beside it. Each round posts a batch of
+ * requests on one or both invalidation queues, laid out by a seeded
+ * generator: INVALIDATE (valid and mutated: reserved bytes, unknown scope,
+ * caches and flags bits, huge and overflowing ranges, bound, endpoint-less
+ * and unbound domains), PAGE_RESP (real groups, forged ones, another VM's),
+ * the other request types and unknown ones (which an invalidation queue
+ * leaves with used length 0), truncated readable or writable parts, parts
+ * split over many descriptors including zero-length ones, indirect tables,
+ * and at most one fatal chain per round (descriptor loop, head or next out
+ * of range, out after in, bad or nested indirect table, address outside the
+ * memory table, avail index jump). Kicks come whole or in pieces, spurious or
+ * missing until the end. Page requests of the mock device are delivered on
+ * the page-request queue and answered on either invalidation queue, or left
+ * held for a reset to answer. In some rounds the vDEVICE of one of the two
+ * endpoints of a domain is gone (B1: its entries are skipped, nothing else
+ * changes). Between and during rounds the device is
+ * stopped and started, its memory table is set again, its endpoint and
+ * domains are unbound and bound again, its rings are changed while stopped
+ * (GET_VRING_BASE must be exact, nothing may survive), it is reset
+ * (VHOST_IOMMU_RESET, RESET_OWNER, close and reopen), and a careless VMM
+ * thread issues binding ioctls the device must refuse, while the worker runs.
  *
  * Checked as it runs, for every request: it completes exactly once with the
- * used length and status the spec and the device's documented model give
- * (a model of the device below computes them from the request's bytes), the
- * tail's reserved bytes are zero, and nothing past the used length is
- * written; or, for an unparseable request, it comes back with used length 0
- * and an untouched buffer; a fatal chain is never returned and nothing
- * behind it either, until the reset. The INVALIDATE entries the mock vIOMMU
- * received match the ones the kernel served. After the run: VM b's pending
- * request, its ring and its vIOMMU's log are untouched and it still serves,
- * and VM a still serves a good request. Kernel splats are the runner's job
- * (panic_on_warn, KASAN, UBSAN, lockdep, kmemleak).
+ * used length and status the spec and the interface give (a model below
+ * computes them from the request's bytes and the bindings), the tail's
+ * reserved bytes are zero and nothing past the used length is written; or,
+ * for a request an invalidation queue does not take, it comes back with used
+ * length 0 and an untouched buffer; a fatal chain is never returned and
+ * nothing behind it on its queue either, until the reset, and the queue's
+ * error eventfd fires (and no other time). No completion overtakes an
+ * earlier INVALIDATE of its queue that the driver has not done yet (the mock
+ * vIOMMU's log is read when one is seen ahead), and requests complete in
+ * ring order within a queue, as documented. The entries the mock vIOMMU
+ * received are those the B1 shape gives (one domain entry for C_TLB, one
+ * per endpoint). Page responses reach the mock device once; held groups are
+ * answered by the reset. After the run: VM b's rings, its vIOMMU's log and
+ * its held page request are untouched and it still serves, and VM a still
+ * serves on both queues. Kernel splats are the runner's job (panic_on_warn,
+ * KASAN, UBSAN, lockdep, kmemleak).
  *
  * Usage: vhost_iommu_fuzz [-n REQUESTS] [-s SEED] [-v]
  *   default 1000000 requests, seed from the clock; the seed is printed first
- *   and again on failure: "-s SEED" reproduces the run.
+ *   and again on failure: "-s SEED" reproduces the run (the VMM thread's
+ *   timing aside).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,50 +64,56 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 
-#include "vhost_iommu_lib.h"
-#include "vi_hostile_lib.h"
+#include "vhost_iommu_utils.h"
 
+#define NQ		2	/* invalidation queues of VM a */
 #define RING		1024
 #define MAX_BATCH	448
 #define SLOT_OUT	192
 #define SLOT_IN		256
+#define SLOT		(SLOT_OUT + SLOT_IN + IND_MAX * 16)
 #define MAX_PIECES	6
 #define IND_MAX		16
 #define TAIL		4
 #define CANARY		0xa5
 #define WAIT_MS		20000
+#define MAX_GRPS	8
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define BIT64(n)	(1ULL << (n))
 #define FEATURES	(BIT64(VIRTIO_F_VERSION_1) |			\
 			 BIT64(VIRTIO_RING_F_INDIRECT_DESC) |		\
-			 BIT64(VIRTIO_F_ANY_LAYOUT) |			\
-			 BIT64(VIRTIO_IOMMU_F_MAP_UNMAP) |		\
-			 BIT64(VIRTIO_IOMMU_F_PROBE) |			\
 			 BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE) |		\
-			 BIT64(VIRTIO_IOMMU_F_PAGE_REQUEST))
+			 BIT64(VIRTIO_IOMMU_F_PAGE_REQUEST) |		\
+			 BIT64(VIRTIO_IOMMU_F_INVALQ))
+#define ST(s)		(1u << (s))
 
-/* VM a: domain 1 has one endpoint, domain 2 none, others are unbound */
+/* VM a: domain 1 has two endpoints, domain 2 none, others are unbound */
 #define DOM_EP		1
 #define DOM_EMPTY	2
+#define DOM_UNBOUND	3	/* the careless VMM's bind attempts target it */
 #define EP_ID		5
+#define EP2_ID		6	/* the second endpoint of DOM_EP */
+#define NR_EP		2
 #define VSID_A		0x10
+#define VSID_A2		0x11
 #define VSID_B		0x20
 /* Groups of real page requests are below, forged ones above */
 #define GRP_FORGED	0x10000
+#define GRP_B		(GRP_FORGED + 77)	/* VM b's held group */
 
 enum outcome {
 	O_USED0,	/* returned with used length 0, buffer untouched */
-	O_STATUS,	/* tail (after @payload bytes) with @status */
-	O_FATAL,	/* never returned: the device stops at it */
+	O_STATUS,	/* a tail with a status of @stmask */
+	O_FATAL,	/* never returned: the queue stops at it */
 };
 
 struct freq {
 	uint16_t head;
+	uint8_t q;		/* invalidation queue, 0..NQ-1 */
 	bool done;
 	enum outcome outcome;
-	uint8_t status;
-	uint32_t payload;
+	uint32_t stmask;	/* the statuses the model allows */
 	uint32_t out_len;
 	uint32_t in_len;
 	uint8_t *out;		/* readable bytes, contiguous */
@@ -99,9 +122,11 @@ struct freq {
 	int fatal;		/* its fatal_kind, or -1 */
 	uint16_t nr_desc;	/* descriptors in the ring or its table */
 	bool indirect;
-	uint32_t entries;	/* mock entries it makes if served in the kernel */
-	bool bound_dom;		/* INVALIDATE of a bound domain */
+	uint32_t emin, emax;	/* mock entries it makes */
+	unsigned int seq;	/* position among the round's requests of its queue */
 };
+
+enum reset_kind { RK_IORESET, RK_RESET_OWNER, RK_REOPEN, RK_RING, RK_NR };
 
 static struct {
 	uint64_t seed;
@@ -109,24 +134,31 @@ static struct {
 	bool verbose;
 	struct vi_dev a, b;
 	struct vi_mock ma, mb;
-	uint16_t avail_idx, used_idx;	/* VM a's request queue */
-	uint16_t ev_used_idx;
+	struct vi_mock_dev md2;		/* VM a's second endpoint */
+	uint64_t features;
+	uint16_t avail_idx[NQ], used_idx[NQ];
+	uint16_t next_desc[NQ];
 	pthread_mutex_t fd_lock;	/* the VMM thread vs resets */
 	pthread_t vmm;
 	bool vmm_stop;
-	bool bound;			/* endpoint and domains bound */
+	bool relaxed;			/* bindings change in this round */
 	/* Figures */
-	uint64_t requests, rounds, fatal, used0, forwarded_answers;
-	uint64_t bad_answers, resets, reopens, stops, mem_tables, unbinds;
-	uint64_t page_requests, kicks, indirect, split;
-	uint64_t kernel_entries_expected, vmm_entries, mock_entries;
-	uint64_t log_checks;
+	uint64_t requests, rounds, fatal, used0, status[16];
+	uint64_t resets[RK_NR], stops, mem_tables, unbinds, event_idx_runs;
+	uint64_t page_requests, held_answered, kicks, indirect, split;
+	uint64_t bad_ioctls, overtakes, log_checks, stale_rounds;
 	uint64_t fatal_kinds[16];
+	/* Mock entries the model gives since the last log check */
+	uint64_t kmin, kmax, mock_entries;
 	const char *phase;		/* what the main thread does, for hangs */
-	bool mixed;			/* this round has slow-path requests */
 	uint32_t next_grp;
 	struct freq reqs[MAX_BATCH];
+	/* Per queue: the round's requests in publish order */
+	unsigned int ord[NQ][MAX_BATCH], nr_ord[NQ], first_open[NQ];
+	/* A request the queue cannot parse this round: its error eventfd fires */
+	bool may_err[NQ];
 	uint8_t *slots;
+	uint8_t *prq_bufs;
 } F;
 
 static void die(const char *fmt, ...)
@@ -137,9 +169,10 @@ static void die(const char *fmt, ...)
 	printf("not ok 1 vhost_iommu_fuzz: ");
 	vprintf(fmt, ap);
 	va_end(ap);
-	printf("\n# seed %llu (reproduce with -s %llu), round %llu, request %llu\n",
+	printf("\n# seed %llu (reproduce with -s %llu), round %llu, request %llu, phase %s\n",
 	       (unsigned long long)F.seed, (unsigned long long)F.seed,
-	       (unsigned long long)F.rounds, (unsigned long long)F.requests);
+	       (unsigned long long)F.rounds, (unsigned long long)F.requests,
+	       F.phase);
 	fflush(stdout);
 	exit(1);
 }
@@ -165,16 +198,49 @@ static bool chance(unsigned int pct)
 	return rnd(100) < pct;
 }
 
-static uint32_t hash(const uint8_t *p, size_t len)
+static void phase(const char *what)
 {
-	uint32_t h = 2166136261u;
-
-	while (len--)
-		h = (h ^ *p++) * 16777619u;
-	return h;
+	__atomic_store_n(&F.phase, what, __ATOMIC_RELAXED);
 }
 
-/* Size of the readable part of a type, 0 if unknown (all features on) */
+static struct vi_vq *ivq(unsigned int q)
+{
+	return &F.a.vqs[VI_INVALQ(q)];
+}
+
+/* Guest-physical address of @p in VM a's RAM, and back */
+static uint64_t gpa(const void *p)
+{
+	return vi_gpa(&F.a, p);
+}
+
+static void *hva(struct vi_dev *d, uint64_t addr)
+{
+	return (uint8_t *)d->mem + (addr - VI_GPA_BASE);
+}
+
+/* The mock vIOMMU's entries since the last read */
+static int mock_log(int iommufd, uint32_t viommu_id, uint32_t *entries,
+		    uint32_t *calls)
+{
+	uint32_t num = 0, lost = 0;
+	int ret = vi_mock_log(iommufd, viommu_id, NULL, 0, &num, calls, &lost);
+
+	*entries = num + lost;
+	return ret;
+}
+
+static int mock_trigger(struct vi_mock *m, uint32_t grpid, uint64_t addr)
+{
+	return vi_mock_trigger(m, m->idev_id, 0, grpid, addr);
+}
+
+static int mock_responses(struct vi_mock *m)
+{
+	return vi_mock_responses(m, m->idev_id, NULL, NULL);
+}
+
+/* Size of the readable part of a type, 0 if unknown */
 static uint32_t req_len(uint8_t type)
 {
 	switch (type) {
@@ -199,20 +265,21 @@ static uint32_t req_len(uint8_t type)
 	}
 }
 
+/* ------------------------------------------------------------- model */
+
 /*
- * Whether an INVALIDATE is valid: the device's rules (spec: reserved and
- * unknown bits refused, PASID scope needs F_PASID, a range in 64 bits) and
- * the iommufd core's (an unaligned address covers one more page).
+ * The iommufd checks of an entry that do not depend on @caches (interface
+ * section 1): scope, flags, reserved bytes, S_PASID without F_PASID, and the
+ * range (page_size in [12, 52], nr_pages not 0, the last byte of the range,
+ * from the unaligned address, within 64 bits).
  */
-static bool inval_valid(const struct virtio_iommu_req_invalidate *inv)
+static bool inval_common_ok(const struct virtio_iommu_req_invalidate *inv)
 {
-	uint64_t nr = inv->nr_pages, addr = inv->address, mask, start, size;
+	uint64_t nr = inv->nr_pages, addr = inv->address;
 	unsigned int ps = inv->page_size;
 
 	if (inv->scope < VIRTIO_IOMMU_INVAL_S_DOMAIN ||
 	    inv->scope > VIRTIO_IOMMU_INVAL_S_ADDRESS)
-		return false;
-	if (!inv->caches || inv->caches & ~VIRTIO_IOMMU_INVAL_C_MASK)
 		return false;
 	if (inv->flags & ~VIRTIO_IOMMU_INVAL_F_MASK)
 		return false;
@@ -224,292 +291,70 @@ static bool inval_valid(const struct virtio_iommu_req_invalidate *inv)
 		return false;
 	if (inv->scope != VIRTIO_IOMMU_INVAL_S_ADDRESS)
 		return true;
+	/* The length itself must fit in 64 bits (iommufd_virtio_inv_range) */
 	if (ps < 12 || ps > 52 || !nr || nr > UINT64_MAX >> ps)
 		return false;
-	if (addr + ((nr << ps) - 1) < addr)
-		return false;
-	mask = (1ULL << ps) - 1;
-	if (addr & mask) {
-		if (nr == UINT64_MAX >> ps)
-			return false;
-		nr++;
-	}
-	start = addr & ~mask;
-	size = nr << ps;
-	return size - 1 <= UINT64_MAX - start;
+	/* address + nr_pages * 2^ps - 1 <= 2^64 - 1 */
+	return (nr << ps) - 1 <= UINT64_MAX - addr;
+}
+
+static bool caches_ok(uint8_t caches)
+{
+	return caches && !(caches & ~VIRTIO_IOMMU_INVAL_C_MASK);
 }
 
 /*
- * The VMM's answer to a forwarded request, a function of its bytes so that
- * the guest side knows it: INVALIDATE as the kernel would serve it, anything
- * else a status from the hash, and for PROBE a payload of a hashed length.
+ * The B1 shape of an INVALIDATE on a bound domain with @nr_ep endpoints, as
+ * the device builds it (interface section 1): first a domain entry for the
+ * IOTLB, with C_PASID cleared, unless the request names only the PASID
+ * tables; then one entry per endpoint with the request's caches. iommufd
+ * checks each entry and stops at the first bad one, having handled those
+ * before it; the device hands the next request's entries again. The status
+ * the guest sees and the entries the mock vIOMMU handles. A request that
+ * makes no entry (C_PASID alone, no endpoint) has nothing to do: S_OK, as
+ * documented, whatever its other fields say (nothing checks them).
  */
-static uint8_t vmm_status(const uint8_t *req, uint32_t len)
+static void inval_shape(const struct virtio_iommu_req_invalidate *inv,
+			unsigned int nr_ep, uint32_t *stmask, uint32_t *emin,
+			uint32_t *emax)
 {
-	if (req[0] == VIRTIO_IOMMU_T_INVALIDATE)
-		return inval_valid((const void *)req) ? VIRTIO_IOMMU_S_OK :
-							 VIRTIO_IOMMU_S_INVAL;
-	return hash(req, len) % (VIRTIO_IOMMU_S_NOMEM + 1);
-}
+	bool common = inval_common_ok(inv), bad = false;
+	unsigned int handled = 0;
 
-static uint32_t vmm_payload_len(const uint8_t *req, uint32_t len,
-				uint32_t resp_len)
-{
-	uint32_t room = resp_len - TAIL;
-
-	if (req[0] != VIRTIO_IOMMU_T_PROBE)
-		return 0;
-	if (room > 4096)
-		room = 4096;
-	return (hash(req, len) >> 8) % (room + 1);
-}
-
-static uint8_t payload_byte(const uint8_t *req, uint32_t len, uint32_t i)
-{
-	return (hash(req, len) + i * 7) & 0xff;
-}
-
-/* Mock entries an INVALIDATE makes when the kernel serves it */
-static uint32_t inval_entries(const struct virtio_iommu_req_invalidate *inv)
-{
-	if (inv->domain == DOM_EP)
-		return 1;
-	return inv->caches & VIRTIO_IOMMU_INVAL_C_TLB ? 1 : 0;
-}
-
-/* Every 10 s: where the run is, so that a hang shows where it hangs */
-static void *watchdog_thread(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		sleep(10);
-		printf("# %llu requests, %llu rounds, %llu VMM answers, %s\n",
-		       (unsigned long long)F.requests,
-		       (unsigned long long)F.rounds,
-		       (unsigned long long)F.forwarded_answers,
-		       __atomic_load_n(&F.phase, __ATOMIC_RELAXED));
+	if (inv->caches != VIRTIO_IOMMU_INVAL_C_PASID) {
+		if (common && caches_ok(inv->caches & ~VIRTIO_IOMMU_INVAL_C_PASID))
+			handled++;
+		else
+			bad = true;
 	}
-	return NULL;
-}
-
-static void phase(const char *what)
-{
-	__atomic_store_n(&F.phase, what, __ATOMIC_RELAXED);
-}
-
-/* ---------------------------------------------------------------- VMM */
-
-static void *vmm_thread(void *arg)
-{
-	struct vhost_iommu_req_msg msgs[8];
-	uint8_t buf[sizeof(struct vhost_iommu_resp_msg) + 4096 + 8];
-	struct vhost_iommu_resp_msg *resp = (void *)buf;
-	uint64_t rng = F.seed ^ 0x5555;
-	unsigned int n, want;
-
-	(void)arg;
-	while (!__atomic_load_n(&F.vmm_stop, __ATOMIC_ACQUIRE)) {
-		struct pollfd pfd = { .events = POLLIN };
-		ssize_t ret;
-
-		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-		want = 1 + (rng >> 33) % 8;
-
-		pthread_mutex_lock(&F.fd_lock);
-		pfd.fd = F.a.fd;
-		for (n = 0; n < want; n++) {
-			if (poll(&pfd, 1, n ? 1 : 5) != 1)
-				break;
-			ret = read(F.a.fd, &msgs[n], sizeof(msgs[n]));
-			if (ret < 0 && errno == EAGAIN)
-				break;
-			if (ret != sizeof(msgs[n]))
-				die("VMM read: %zd errno %d", ret, errno);
-			if (msgs[n].size != sizeof(msgs[n]) ||
-			    msgs[n].version != VHOST_IOMMU_MSG_VERSION ||
-			    msgs[n].type != VHOST_IOMMU_MSG_REQUEST ||
-			    msgs[n].req_len != req_len(msgs[n].req[0]) ||
-			    msgs[n].resp_len < TAIL)
-				die("VMM: bad request message type %u len %u/%u",
-				    msgs[n].req[0], msgs[n].req_len,
-				    msgs[n].resp_len);
-		}
-		/* Answer in a random order */
-		while (n) {
-			struct vhost_iommu_req_msg *m;
-			uint32_t plen, i, k;
-
-			rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-			k = (rng >> 33) % n;
-			m = &msgs[k];
-			plen = vmm_payload_len(m->req, m->req_len, m->resp_len);
-			memset(buf, 0, sizeof(*resp));
-			resp->size = sizeof(*resp);
-			resp->version = VHOST_IOMMU_MSG_VERSION;
-			resp->type = VHOST_IOMMU_MSG_RESPONSE;
-			resp->cookie = m->cookie;
-
-			/* A careless VMM: an answer the device must refuse */
-			if (((rng >> 20) & 31) == 0) {
-				int expect = EINVAL;
-
-				switch ((rng >> 40) % 4) {
-				case 0:
-					resp->cookie = m->cookie + 1000000;
-					expect = ENOENT;
-					break;
-				case 1:
-					resp->status = VIRTIO_IOMMU_S_NOMEM + 1;
-					break;
-				case 2:
-					resp->payload_len = m->resp_len - TAIL + 1;
-					if (m->req[0] != VIRTIO_IOMMU_T_PROBE)
-						resp->payload_len = 1;
-					break;
-				default:
-					resp->__reserved[0] = 1;
-					expect = EOPNOTSUPP;
-					break;
-				}
-				ret = write(F.a.fd, buf,
-					    sizeof(*resp) + resp->payload_len);
-				if (ret >= 0 || errno != expect)
-					die("VMM: bad answer gave %zd errno %d, not %d",
-					    ret, errno, expect);
-				F.bad_answers++;
-				memset(buf, 0, sizeof(*resp));
-				resp->size = sizeof(*resp);
-				resp->version = VHOST_IOMMU_MSG_VERSION;
-				resp->type = VHOST_IOMMU_MSG_RESPONSE;
-				resp->cookie = m->cookie;
-			}
-
-			resp->status = vmm_status(m->req, m->req_len);
-			resp->payload_len = plen;
-			for (i = 0; i < plen; i++)
-				resp->payload[i] = payload_byte(m->req,
-								m->req_len, i);
-			/* Counted first: the guest sees it during write() */
-			if (m->req[0] == VIRTIO_IOMMU_T_INVALIDATE &&
-			    resp->status == VIRTIO_IOMMU_S_OK) {
-				const struct virtio_iommu_req_invalidate *inv =
-					(const void *)m->req;
-
-				if (inv->domain == DOM_EP ||
-				    inv->domain == DOM_EMPTY)
-					__atomic_add_fetch(&F.vmm_entries,
-							   inval_entries(inv),
-							   __ATOMIC_RELAXED);
-			}
-			ret = write(F.a.fd, buf, sizeof(*resp) + plen);
-			if (ret != (ssize_t)(sizeof(*resp) + plen))
-				die("VMM answer: %zd errno %d", ret, errno);
-			F.forwarded_answers++;
-			msgs[k] = msgs[--n];
-		}
-		pthread_mutex_unlock(&F.fd_lock);
+	for (unsigned int i = 0; i < nr_ep && !bad; i++) {
+		if (common && caches_ok(inv->caches))
+			handled++;
+		else
+			bad = true;
 	}
-	return NULL;
+	*stmask = bad ? ST(VIRTIO_IOMMU_S_INVAL) : ST(VIRTIO_IOMMU_S_OK);
+	*emin = *emax = handled;
 }
 
-/* ------------------------------------------------------- device setup */
-
-static void setup_vq(struct vi_dev *d, unsigned int index)
+/* The model of an INVALIDATE of VM a, from the request's bytes */
+static void inval_model(struct freq *r)
 {
-	struct vi_vq *vq = &d->vqs[index];
-	struct vhost_vring_state state = { .index = index, .num = vq->num };
-	struct vhost_vring_addr addr = {
-		.index = index,
-		.desc_user_addr = (uintptr_t)vq->desc,
-		.avail_user_addr = (uintptr_t)vq->avail,
-		.used_user_addr = (uintptr_t)vq->used,
-	};
-	struct vhost_vring_file file = { .index = index };
+	const struct virtio_iommu_req_invalidate *inv = (const void *)r->out;
+	uint32_t st2, min2, max2;
 
-	memset(vq->avail, 0, 6 + 2 * vq->num);
-	memset(vq->used, 0, 6 + 8 * vq->num);
-	if (ioctl(d->fd, VHOST_SET_VRING_NUM, &state))
-		die("SET_VRING_NUM: %d", errno);
-	state.num = 0;
-	if (ioctl(d->fd, VHOST_SET_VRING_BASE, &state))
-		die("SET_VRING_BASE: %d", errno);
-	if (ioctl(d->fd, VHOST_SET_VRING_ADDR, &addr))
-		die("SET_VRING_ADDR: %d", errno);
-	file.fd = vq->kick_fd;
-	if (ioctl(d->fd, VHOST_SET_VRING_KICK, &file))
-		die("SET_VRING_KICK: %d", errno);
-	file.fd = vq->call_fd;
-	if (ioctl(d->fd, VHOST_SET_VRING_CALL, &file))
-		die("SET_VRING_CALL: %d", errno);
-	file.fd = vq->err_fd;
-	if (ioctl(d->fd, VHOST_SET_VRING_ERR, &file))
-		die("SET_VRING_ERR: %d", errno);
-}
-
-static void bind_a(void)
-{
-	int ret = vi_bind_mock(&F.a, &F.ma, DOM_EP, EP_ID, true);
-
-	if (!ret)
-		ret = vi_set_domain(F.a.fd, 0, DOM_EMPTY, F.ma.viommu_id);
-	if (ret)
-		die("binding VM a: %d", ret);
-	F.bound = true;
-}
-
-/* Everything after SET_OWNER, on the rings already in memory */
-static void resetup_a(void)
-{
-	uint64_t features = FEATURES;
-	uint64_t left;
-
-	if (ioctl(F.a.fd, VHOST_SET_FEATURES, &features))
-		die("SET_FEATURES: %d", errno);
-	if (vi_set_mem_table(&F.a))
-		die("SET_MEM_TABLE: %d", errno);
-	for (unsigned int i = 0; i < VI_NR_VQS; i++)
-		setup_vq(&F.a, i);
-	/* The ring starts over: forget the old notifications */
-	eventfd_read(F.a.vqs[0].call_fd, &left);
-	eventfd_read(F.a.vqs[0].err_fd, &left);
-	eventfd_read(F.a.vqs[1].call_fd, &left);
-	eventfd_read(F.a.vqs[1].err_fd, &left);
-	F.avail_idx = 0;
-	F.used_idx = 0;
-	F.ev_used_idx = 0;
-	F.a.vqs[1].avail_idx = 0;
-	F.a.vqs[1].used_idx = 0;
-	F.a.vqs[1].free_head = 0;
-	F.a.vqs[1].nr_free = F.a.vqs[1].num;
-	for (unsigned int i = 0; i < F.a.vqs[1].num; i++) {
-		F.a.vqs[1].desc[i].next = i + 1;
-		F.a.vqs[1].chain_len[i] = 0;
+	if (inv->domain != DOM_EP && inv->domain != DOM_EMPTY) {
+		r->stmask = ST(VIRTIO_IOMMU_S_NOENT);
+		return;
 	}
-	if (vi_set_running(&F.a, 1))
-		die("SET_RUNNING: %d", errno);
-	bind_a();
-}
-
-/* A device reset between rounds: RESET_OWNER, or close and open again */
-static void reset_a(bool reopen)
-{
-	phase("reset");
-	pthread_mutex_lock(&F.fd_lock);
-	if (reopen) {
-		close(F.a.fd);
-		F.a.fd = open("/dev/vhost-iommu", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-		if (F.a.fd < 0)
-			die("reopen: %d", errno);
-		F.reopens++;
-	} else {
-		if (ioctl(F.a.fd, VHOST_RESET_OWNER))
-			die("RESET_OWNER: %d", errno);
-		F.resets++;
-	}
-	if (ioctl(F.a.fd, VHOST_SET_OWNER))
-		die("SET_OWNER: %d", errno);
-	resetup_a();
-	pthread_mutex_unlock(&F.fd_lock);
+	inval_shape(inv, inv->domain == DOM_EP ? NR_EP : 0, &r->stmask, &r->emin,
+		    &r->emax);
+	if (!F.relaxed)
+		return;
+	/* Bindings change under it: unbound, or the domain without endpoint */
+	inval_shape(inv, 0, &st2, &min2, &max2);
+	r->stmask |= st2 | ST(VIRTIO_IOMMU_S_NOENT);
+	r->emin = 0;
 }
 
 /* ------------------------------------------------------- generation */
@@ -517,21 +362,27 @@ static void reset_a(bool reopen)
 static void fill_inval(uint8_t *out)
 {
 	struct virtio_iommu_req_invalidate *inv = (void *)out;
-	static const uint32_t doms[] = { DOM_EP, DOM_EP, DOM_EP, DOM_EMPTY,
-					 3, 0, 0xffffffff };
+	static const uint32_t doms[] = { DOM_EP, DOM_EP, DOM_EP, DOM_EP,
+					 DOM_EMPTY, DOM_EMPTY, DOM_UNBOUND, 0,
+					 0xffffffff };
 
 	inv->scope = 1 + rnd(3);
 	inv->caches = 1 + rnd(3);
 	inv->flags = rnd(16);
 	if (inv->scope == VIRTIO_IOMMU_INVAL_S_PASID)
 		inv->flags |= VIRTIO_IOMMU_INVAL_F_PASID;
-	/* Unbound domains go to the VMM: only in mixed rounds */
-	inv->domain = doms[rnd(F.mixed ? ARRAY_SIZE(doms) : 4)];
+	inv->domain = doms[rnd(ARRAY_SIZE(doms))];
 	inv->pasid = chance(80) ? 0 : rnd64();
 	inv->id = rnd(0x10000);
 	inv->page_size = chance(90) ? 12 + 2 * rnd(3) : rnd(80);
 	inv->nr_pages = chance(90) ? 1 + rnd(64) : rnd64() >> rnd(64);
 	inv->address = chance(90) ? rnd64() & 0xfffffffff000ULL : rnd64();
+	if (chance(2)) {
+		/* A range ending exactly at 2^64 - 1, or one byte beyond */
+		inv->page_size = 12;
+		inv->nr_pages = 1 + rnd(4);
+		inv->address = 0 - (inv->nr_pages << 12) + chance(50);
+	}
 }
 
 /* Change a few fields or bytes of a valid body */
@@ -563,13 +414,12 @@ static void mutate(uint8_t *out, uint32_t len)
 }
 
 /*
- * Write the request of slot @k: its bytes and lengths, and the outcome the
- * device must give it. @page_resp: the group of a real page request to
- * answer, or 0.
+ * Write request @r: its bytes and lengths, and the outcome the device must
+ * give it. @page_resp: the group of a real page request to answer, or 0.
  */
 static void gen_req(struct freq *r, uint32_t page_resp)
 {
-	static const uint8_t slow[] = {
+	static const uint8_t other[] = {
 		VIRTIO_IOMMU_T_ATTACH, VIRTIO_IOMMU_T_DETACH,
 		VIRTIO_IOMMU_T_MAP, VIRTIO_IOMMU_T_UNMAP,
 		VIRTIO_IOMMU_T_PROBE, VIRTIO_IOMMU_T_ATTACH_TABLE,
@@ -580,9 +430,9 @@ static void gen_req(struct freq *r, uint32_t page_resp)
 	memset(r->out, 0, SLOT_OUT);
 	memset(r->in, CANARY, SLOT_IN);
 	r->done = false;
-	r->payload = 0;
-	r->entries = 0;
-	r->bound_dom = false;
+	r->emin = 0;
+	r->emax = 0;
+	r->stmask = 0;
 
 	if (page_resp) {
 		struct virtio_iommu_req_page_resp *pr = (void *)r->out;
@@ -590,21 +440,22 @@ static void gen_req(struct freq *r, uint32_t page_resp)
 		type = VIRTIO_IOMMU_T_PAGE_RESP;
 		pr->endpoint = EP_ID;
 		pr->group = page_resp;
-		pr->code = VIRTIO_IOMMU_PAGE_RESP_SUCCESS;
-	} else if (pick < 70 || (!F.mixed && pick < 88)) {
+		pr->code = rnd(3);	/* SUCCESS, INVALID, FAILURE */
+	} else if (pick < 78) {
 		type = VIRTIO_IOMMU_T_INVALIDATE;
 		fill_inval(r->out);
-	} else if (pick < 88) {
-		type = slow[rnd(sizeof(slow))];
+	} else if (pick < 84) {
+		/* A request type the requestq takes, not this queue */
+		type = other[rnd(sizeof(other))];
 		for (uint32_t i = 4; i < req_len(type); i++)
 			r->out[i] = chance(70) ? 0 : rnd(256);
-	} else if (pick < 93) {
+	} else if (pick < 92) {
 		struct virtio_iommu_req_page_resp *pr = (void *)r->out;
 
-		/* A forged answer: no such group */
+		/* A forged answer: no such group here, or VM b's */
 		type = VIRTIO_IOMMU_T_PAGE_RESP;
 		pr->endpoint = chance(50) ? EP_ID : rnd64();
-		pr->group = GRP_FORGED + rnd(1000);
+		pr->group = chance(20) ? GRP_B : GRP_FORGED + rnd(1000);
 		pr->code = rnd(4);
 		pr->flags = chance(80) ? 0 : rnd64();
 	} else {
@@ -620,19 +471,6 @@ static void gen_req(struct freq *r, uint32_t page_resp)
 		mutate(r->out, rl);
 	type = r->out[0];
 	rl = req_len(type);
-	/* A mutated type that the VMM would get: keep fast rounds fast */
-	if (!F.mixed && type != VIRTIO_IOMMU_T_INVALIDATE &&
-	    type != VIRTIO_IOMMU_T_PAGE_RESP && rl) {
-		r->out[0] = 0;
-		type = 0;
-		rl = 0;
-	}
-	if (!F.mixed && type == VIRTIO_IOMMU_T_INVALIDATE) {
-		struct virtio_iommu_req_invalidate *inv = (void *)r->out;
-
-		if (inv->domain != DOM_EP && inv->domain != DOM_EMPTY)
-			inv->domain = DOM_EP;
-	}
 
 	/* Lengths of the readable and writable parts */
 	r->out_len = full;
@@ -641,21 +479,21 @@ static void gen_req(struct freq *r, uint32_t page_resp)
 	else if (chance(5))
 		r->out_len = full + rnd(SLOT_OUT - full + 1);	/* extra */
 	r->in_len = TAIL;
-	if (type == VIRTIO_IOMMU_T_PROBE)
-		r->in_len = TAIL + rnd(SLOT_IN - TAIL + 1);
 	if (!page_resp && chance(5))
 		r->in_len = rnd(TAIL);			/* no room for the tail */
 	else if (chance(5))
 		r->in_len = TAIL + rnd(SLOT_IN - TAIL + 1);
 
 	/* The model */
-	if (r->out_len < 4 || r->in_len < TAIL || !rl) {
+	if (r->out_len < 4 || r->in_len < TAIL ||
+	    (type != VIRTIO_IOMMU_T_INVALIDATE &&
+	     type != VIRTIO_IOMMU_T_PAGE_RESP)) {
 		r->outcome = O_USED0;
 		return;
 	}
 	r->outcome = O_STATUS;
 	if (r->out_len < rl) {
-		r->status = VIRTIO_IOMMU_S_INVAL;
+		r->stmask = ST(VIRTIO_IOMMU_S_INVAL);
 		return;
 	}
 	if (type == VIRTIO_IOMMU_T_PAGE_RESP) {
@@ -664,23 +502,14 @@ static void gen_req(struct freq *r, uint32_t page_resp)
 
 		for (unsigned int i = 0; i < sizeof(pr->reserved); i++)
 			resv |= pr->reserved[i];
-		r->status = VIRTIO_IOMMU_S_INVAL;
+		r->stmask = ST(VIRTIO_IOMMU_S_INVAL);
 		if (page_resp && pr->group == page_resp && !pr->flags &&
 		    !pr->pasid && pr->endpoint == EP_ID && !resv &&
 		    pr->code <= VIRTIO_IOMMU_PAGE_RESP_FAILURE)
-			r->status = VIRTIO_IOMMU_S_OK;
+			r->stmask = ST(VIRTIO_IOMMU_S_OK);
 		return;
 	}
-	r->status = vmm_status(r->out, rl);
-	r->payload = vmm_payload_len(r->out, rl, r->in_len);
-	if (type == VIRTIO_IOMMU_T_INVALIDATE) {
-		const struct virtio_iommu_req_invalidate *inv = (void *)r->out;
-
-		r->bound_dom = inv->domain == DOM_EP ||
-			       inv->domain == DOM_EMPTY;
-		if (r->bound_dom && r->status == VIRTIO_IOMMU_S_OK)
-			r->entries = inval_entries(inv);
-	}
+	inval_model(r);
 }
 
 /* ------------------------------------------------------- layout */
@@ -709,13 +538,13 @@ static unsigned int cut(struct piece *p, unsigned int max, uint8_t *buf,
 		uint32_t take = k + 1 == parts ? len - off : rnd(len - off + 1);
 
 		if (chance(10)) {
-			p[n].addr = chance(50) ? (uintptr_t)buf : rnd64();
+			p[n].addr = chance(50) ? gpa(buf) : rnd64();
 			p[n].len = 0;
 			p[n].flags = writable || chance(50) ?
 				     VRING_DESC_F_WRITE : 0;
 			n++;
 		}
-		p[n].addr = (uintptr_t)buf + off;
+		p[n].addr = gpa(buf) + off;
 		p[n].len = take;
 		p[n].flags = flags;
 		off += take;
@@ -731,13 +560,14 @@ enum fatal_kind {
 };
 
 /*
- * Lay request @r out in the descriptor table from @*next, directly or in its
- * indirect table; make it fatal as @fatal says (-1: not). Return the head to
- * publish.
+ * Lay request @r out in the descriptor table of its queue, directly or in
+ * its indirect table; make it fatal as @fatal says (-1: not). Return the
+ * head to publish.
  */
-static uint16_t layout(struct freq *r, uint16_t *next, int fatal)
+static uint16_t layout(struct freq *r, int fatal)
 {
-	struct vring_desc *desc = F.a.vqs[0].desc;
+	struct vring_desc *desc = ivq(r->q)->desc;
+	uint16_t *next = &F.next_desc[r->q];
 	struct piece p[2 * MAX_PIECES + 3];
 	unsigned int n, nr_out;
 	bool indirect = (chance(15) && fatal != FK_LOOP && fatal != FK_NEXT) ||
@@ -750,7 +580,7 @@ static uint16_t layout(struct freq *r, uint16_t *next, int fatal)
 	nr_out = cut(p, MAX_PIECES, r->out, r->out_len, false);
 	n = nr_out + cut(p + nr_out, MAX_PIECES, r->in, r->in_len, true);
 	if (!n) {
-		p[0].addr = (uintptr_t)r->out;
+		p[0].addr = gpa(r->out);
 		p[0].len = 0;
 		p[0].flags = 0;
 		n = 1;
@@ -761,12 +591,12 @@ static uint16_t layout(struct freq *r, uint16_t *next, int fatal)
 	if (fatal == FK_OUT_AFTER_IN) {
 		/* A non-empty writable piece first */
 		memmove(p + 1, p, n * sizeof(p[0]));
-		p[0].addr = (uintptr_t)r->in;
+		p[0].addr = gpa(r->in);
 		p[0].len = 1 + rnd(TAIL);
 		p[0].flags = VRING_DESC_F_WRITE;
 		n++;
 		if (!r->out_len) {
-			p[n].addr = (uintptr_t)r->out;
+			p[n].addr = gpa(r->out);
 			p[n].len = 1;
 			p[n].flags = 0;
 			n++;
@@ -799,7 +629,7 @@ static uint16_t layout(struct freq *r, uint16_t *next, int fatal)
 			tab[n - 1].flags |= VRING_DESC_F_NEXT;
 			tab[n - 1].next = rnd(n);
 		}
-		desc[head].addr = (uintptr_t)tab;
+		desc[head].addr = gpa(tab);
 		desc[head].len = n * sizeof(*tab);
 		if (fatal == FK_IND_LEN)
 			desc[head].len = n * sizeof(*tab) - 1 - rnd(15);
@@ -841,91 +671,177 @@ static uint16_t layout(struct freq *r, uint16_t *next, int fatal)
 
 /* ------------------------------------------------------- checking */
 
+/* Read the mock vIOMMU's log into F.mock_entries */
+static void read_log(void)
+{
+	uint32_t entries, calls;
+	int ret = mock_log(F.ma.iommufd, F.ma.viommu_id, &entries, &calls);
+
+	if (ret)
+		die("reading the mock log: %d", ret);
+	F.mock_entries += entries;
+}
+
+/*
+ * The entries the mock vIOMMU got are within what the model gives for the
+ * requests completed since the last check; everything posted is complete.
+ */
+static void check_log(void)
+{
+	read_log();
+	if (F.mock_entries < F.kmin || F.mock_entries > F.kmax)
+		die("mock vIOMMU got %llu entries, the model gives %llu..%llu",
+		    (unsigned long long)F.mock_entries,
+		    (unsigned long long)F.kmin, (unsigned long long)F.kmax);
+	F.kmin = 0;
+	F.kmax = 0;
+	F.mock_entries = 0;
+	F.log_checks++;
+}
+
+/*
+ * The used entry of @r was seen. An INVALIDATE of the same queue published
+ * before it and not completed yet must have been done by the driver already
+ * (interface section 3): its entries are in the mock's log. The log holds
+ * the entries of every completed request and of those: at least their
+ * minimum (other requests in flight may add more).
+ */
+static void check_order(struct freq *r)
+{
+	unsigned int q = r->q, pend_min = 0;
+	bool pending = false;
+
+	for (unsigned int k = F.first_open[q]; k < r->seq; k++) {
+		struct freq *e = &F.reqs[F.ord[q][k]];
+
+		if (e->done || e->outcome != O_STATUS || !e->emax)
+			continue;
+		pending = true;
+		pend_min += e->emin;
+	}
+	if (!pending)
+		return;
+	F.overtakes++;
+	read_log();
+	if (F.mock_entries < F.kmin + pend_min)
+		die("queue %u: head %u (type %u) completed before an earlier INVALIDATE was done (log %llu entries, at least %llu due)",
+		    q, r->head, r->out[0],
+		    (unsigned long long)F.mock_entries,
+		    (unsigned long long)(F.kmin + pend_min));
+}
+
 static void check_used(struct freq *r, uint32_t len)
 {
 	uint32_t i;
+	uint8_t st;
 
 	if (r->done)
-		die("head %u returned twice", r->head);
+		die("queue %u head %u returned twice", r->q, r->head);
 	if (r->outcome == O_FATAL)
-		die("fatal chain (kind %d, %u desc%s, type %u out %u in %u) head %u back (len %u)",
+		die("fatal chain (kind %d, %u desc%s, type %u out %u in %u) queue %u head %u back (len %u)",
 		    r->fatal, r->nr_desc, r->indirect ? " indirect" : "",
-		    r->out[0], r->out_len, r->in_len, r->head, len);
+		    r->out[0], r->out_len, r->in_len, r->q, r->head, len);
+	check_order(r);
+	/* Documented: within a queue, requests complete in ring order */
+	if (r->seq != F.first_open[r->q])
+		die("queue %u: head %u (type %u) completed before head %u published ahead of it",
+		    r->q, r->head, r->out[0],
+		    F.reqs[F.ord[r->q][F.first_open[r->q]]].head);
 	r->done = true;
+	while (F.first_open[r->q] < F.nr_ord[r->q] &&
+	       F.reqs[F.ord[r->q][F.first_open[r->q]]].done)
+		F.first_open[r->q]++;
 	if (r->outcome == O_USED0) {
 		if (len)
 			die("type %u (out %u in %u): used length %u, not 0",
 			    r->out[0], r->out_len, r->in_len, len);
 		for (i = 0; i < SLOT_IN; i++)
 			if (r->in[i] != CANARY)
-				die("type %u: unparseable request written at %u",
+				die("type %u: refused request written at %u",
 				    r->out[0], i);
 		F.used0++;
 		return;
 	}
-	if (len != r->payload + TAIL)
+	if (len != TAIL)
 		die("type %u (out %u in %u): used length %u, not %u",
-		    r->out[0], r->out_len, r->in_len, len, r->payload + TAIL);
-	for (i = 0; i < r->payload; i++)
-		if (r->in[i] != payload_byte(r->out, req_len(r->out[0]), i))
-			die("PROBE payload byte %u wrong", i);
-	if (r->in[r->payload] != r->status)
-		die("type %u (out %u in %u): status %u, not %u", r->out[0],
-		    r->out_len, r->in_len, r->in[r->payload], r->status);
+		    r->out[0], r->out_len, r->in_len, len, TAIL);
+	st = r->in[0];
+	if (st >= 32 || !(r->stmask & ST(st))) {
+		const struct virtio_iommu_req_invalidate *inv = (void *)r->out;
+
+		die("type %u (out %u in %u): status %u, not in %#x (scope %u caches %#x flags %#x domain %u page_size %u nr_pages %#llx address %#llx)",
+		    r->out[0], r->out_len, r->in_len, st, r->stmask,
+		    inv->scope, inv->caches, inv->flags, inv->domain,
+		    inv->page_size, (unsigned long long)inv->nr_pages,
+		    (unsigned long long)inv->address);
+	}
+	F.status[st & 15]++;
 	for (i = 1; i < TAIL; i++)
-		if (r->in[r->payload + i])
-			die("tail reserved byte %u is %#x", i,
-			    r->in[r->payload + i]);
-	for (i = r->payload + TAIL; i < SLOT_IN; i++)
+		if (r->in[i])
+			die("tail reserved byte %u is %#x", i, r->in[i]);
+	for (i = TAIL; i < SLOT_IN; i++)
 		if (r->in[i] != CANARY)
 			die("type %u: written past the used length at %u",
 			    r->out[0], i);
-	if (r->out[0] == VIRTIO_IOMMU_T_INVALIDATE && r->bound_dom)
-		F.kernel_entries_expected += r->entries;
+	F.kmin += r->emin;
+	F.kmax += r->emax;
 }
 
-static void kick(void)
+static void kick(unsigned int q)
 {
-	eventfd_write(F.a.vqs[0].kick_fd, 1);
+	eventfd_write(ivq(q)->kick_fd, 1);
 	F.kicks++;
 }
 
-static void publish(uint16_t head)
+static void publish(unsigned int q, uint16_t head)
 {
-	struct vring_avail *avail = F.a.vqs[0].avail;
+	struct vring_avail *avail = ivq(q)->avail;
 
-	avail->ring[F.avail_idx % RING] = head;
-	F.avail_idx++;
-	__atomic_store_n(&avail->idx, F.avail_idx, __ATOMIC_RELEASE);
+	avail->ring[F.avail_idx[q] % RING] = head;
+	F.avail_idx[q]++;
+	__atomic_store_n(&avail->idx, F.avail_idx[q], __ATOMIC_RELEASE);
 }
 
 /* Take used entries until @want requests completed */
 static void collect(unsigned int nr, unsigned int want)
 {
-	struct vring_used *used = F.a.vqs[0].used;
 	struct timespec start, now;
 	unsigned int got = 0;
-	static int by_head[RING];
+	static int by_head[NQ][RING];
 	bool first = true;
 
-	for (unsigned int k = 0; k < RING; k++)
-		by_head[k] = -1;
+	for (unsigned int q = 0; q < NQ; q++)
+		for (unsigned int k = 0; k < RING; k++)
+			by_head[q][k] = -1;
 	for (unsigned int k = 0; k < nr; k++)
 		if (F.reqs[k].head < RING)
-			by_head[F.reqs[k].head] = k;
+			by_head[F.reqs[k].q][F.reqs[k].head] = k;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	while (got < want) {
-		uint16_t idx = __atomic_load_n(&used->idx, __ATOMIC_ACQUIRE);
+		struct pollfd pfd[NQ];
 
-		while (F.used_idx != idx) {
-			struct vring_used_elem *e = &used->ring[F.used_idx % RING];
+		for (unsigned int q = 0; q < NQ; q++) {
+			struct vring_used *used = ivq(q)->used;
+			uint16_t idx = __atomic_load_n(&used->idx,
+						       __ATOMIC_ACQUIRE);
 
-			if (e->id >= RING || by_head[e->id] < 0)
-				die("used id %u was not posted", e->id);
-			check_used(&F.reqs[by_head[e->id]], e->len);
-			F.used_idx++;
-			got++;
+			while (F.used_idx[q] != idx) {
+				struct vring_used_elem *e =
+					&used->ring[F.used_idx[q] % RING];
+
+				if (e->id >= RING || by_head[q][e->id] < 0)
+					die("queue %u: used id %u was not posted",
+					    q, e->id);
+				check_used(&F.reqs[by_head[q][e->id]], e->len);
+				F.used_idx[q]++;
+				got++;
+			}
+			/* VIRTIO_RING_F_EVENT_IDX: signal the next one */
+			__atomic_store_n(&ivq(q)->avail->ring[RING],
+					 F.used_idx[q], __ATOMIC_RELEASE);
+			pfd[q].fd = ivq(q)->call_fd;
+			pfd[q].events = POLLIN;
 		}
 		if (got >= want)
 			break;
@@ -934,83 +850,19 @@ static void collect(unsigned int nr, unsigned int want)
 		    (now.tv_nsec - start.tv_nsec) / 1000000 > WAIT_MS) {
 			for (unsigned int k = 0; k < nr; k++)
 				if (!F.reqs[k].done && F.reqs[k].outcome != O_FATAL)
-					die("request %u (head %u type %u) not returned: %u of %u",
-					    k, F.reqs[k].head, F.reqs[k].out[0],
-					    got, want);
+					die("request %u (queue %u head %u type %u) not returned: %u of %u",
+					    k, F.reqs[k].q, F.reqs[k].head,
+					    F.reqs[k].out[0], got, want);
 		}
-		{
-			struct pollfd pfd = { .fd = F.a.vqs[0].call_fd,
-					      .events = POLLIN };
+		if (poll(pfd, NQ, first ? 1 : 50) > 0) {
 			eventfd_t v;
 
-			if (poll(&pfd, 1, first ? 1 : 50) == 1)
-				eventfd_read(pfd.fd, &v);
-			first = false;
+			for (unsigned int q = 0; q < NQ; q++)
+				if (pfd[q].revents)
+					eventfd_read(pfd[q].fd, &v);
 		}
+		first = false;
 	}
-}
-
-/* The entries the mock vIOMMU got match what the kernel served */
-static void check_log(bool exact)
-{
-	uint32_t entries, calls;
-	uint64_t kernel;
-
-	if (vi_mock_log(F.ma.iommufd, F.ma.viommu_id, &entries, &calls))
-		die("reading the mock log: %d", errno);
-	F.mock_entries += entries;
-	kernel = F.kernel_entries_expected -
-		 __atomic_load_n(&F.vmm_entries, __ATOMIC_RELAXED);
-	if (exact && F.mock_entries != kernel)
-		die("mock vIOMMU got %llu entries, the kernel served %llu",
-		    (unsigned long long)F.mock_entries,
-		    (unsigned long long)kernel);
-	if (!exact) {
-		/* Bindings changed in the round: start counting again */
-		F.kernel_entries_expected = 0;
-		__atomic_store_n(&F.vmm_entries, 0, __ATOMIC_RELAXED);
-		F.mock_entries = 0;
-	}
-	F.log_checks++;
-}
-
-/* Page requests for the round: deliver @nr groups to the guest */
-static unsigned int page_requests(uint32_t *grps, unsigned int nr)
-{
-	struct vi_vq *ev = &F.a.vqs[1];
-	uint32_t id, len;
-	unsigned int got = 0;
-
-	for (unsigned int i = 0; i < nr; i++) {
-		struct vi_seg seg;
-
-		grps[i] = 1 + (F.next_grp++ % 500);
-		if (vi_mock_trigger(&F.ma, grps[i], 0x100000 + i * 0x1000))
-			die("TRIGGER_IOPF: %d", errno);
-		seg.addr = (uint8_t *)F.slots + MAX_BATCH *
-			   (SLOT_OUT + SLOT_IN + IND_MAX * 16) + i * 64;
-		seg.len = sizeof(struct virtio_iommu_page_request);
-		seg.writable = true;
-		if (vi_post(&F.a, VI_EVENT_VQ, &seg, 1) < 0)
-			die("posting an event buffer");
-	}
-	eventfd_write(ev->kick_fd, 1);
-	while (got < nr) {
-		struct virtio_iommu_page_request *rec;
-
-		if (vi_get_used(&F.a, VI_EVENT_VQ, &id, &len, WAIT_MS))
-			die("page request %u of %u not delivered", got, nr);
-		if (len != sizeof(*rec))
-			die("page request record length %u", len);
-		rec = (void *)(uintptr_t)ev->desc[id].addr;
-		if (rec->reason != VIRTIO_IOMMU_FAULT_R_PAGE_REQUEST ||
-		    rec->endpoint != EP_ID)
-			die("page request record: reason %u endpoint %u",
-			    rec->reason, rec->endpoint);
-		grps[got++] = rec->group;
-	}
-	F.page_requests += nr;
-	return nr;
 }
 
 static void drain(int fd)
@@ -1020,61 +872,599 @@ static void drain(int fd)
 	eventfd_read(fd, &v);
 }
 
-/* Whether the error eventfd of the request queue fires within @ms */
-static bool vq_error(int ms)
+/* Whether the error eventfd @fd fires within @ms */
+static bool fired(int fd, int ms)
 {
-	struct pollfd pfd = { .fd = F.a.vqs[0].err_fd, .events = POLLIN };
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
 	return poll(&pfd, 1, ms) == 1;
 }
+
+/* ------------------------------------------------- the careless VMM */
+
+/*
+ * One binding or device ioctl the device must refuse, on the live device,
+ * while the worker runs: reserved fields (EINVAL) and unknown flags
+ * (EOPNOTSUPP) per the interface, unknown feature bits (EOPNOTSUPP, vhost),
+ * a ring change while running (EBUSY, vhost), a vIOMMU that does not exist,
+ * an endpoint on an unbound domain, unbinding or replacing the iommufd under
+ * its bindings, another context's fault queue. Each is refused and changes
+ * nothing: the model of the requests in flight stays exact. Called with
+ * F.fd_lock held.
+ */
+static void careless_ioctl(uint64_t r)
+{
+	struct vhost_iommu_domain dom = {
+		.domain = DOM_UNBOUND, .viommu_id = F.ma.viommu_id,
+	};
+	struct vhost_iommu_endpoint ep = {
+		.endpoint = EP_ID + 4, .domain = DOM_EP,
+		.dev_id = F.ma.idev_id, .vdev_id = VSID_A,
+	};
+	struct vhost_iommu_iommufd ifd = { .fd = F.ma.iommufd };
+	struct vhost_iommu_fault_queue fq = { .fd = F.ma.fault_fd };
+	struct vhost_vring_state state = {
+		.index = VI_INVALQ((r >> 8) % NQ), .num = RING,
+	};
+	uint64_t features = F.features | BIT64(40 + (r >> 16) % 20);
+	int fd = F.a.fd, ret, want = 0;
+	unsigned int op = r % 13;
+
+	switch (op) {
+	case 0:
+		dom.reserved = 1 + (r >> 20) % 0xffff;
+		ret = ioctl(fd, VHOST_IOMMU_SET_DOMAIN, &dom);
+		want = EINVAL;
+		break;
+	case 1:
+		dom.flags = 1u << (1 + (r >> 20) % 31);
+		ret = ioctl(fd, VHOST_IOMMU_SET_DOMAIN, &dom);
+		want = EOPNOTSUPP;
+		break;
+	case 2:
+		ep.reserved = 1 + (r >> 20) % 0xffff;
+		ret = ioctl(fd, VHOST_IOMMU_SET_ENDPOINT, &ep);
+		want = EINVAL;
+		break;
+	case 3:
+		ep.flags = 1u << (1 + (r >> 20) % 31);
+		ret = ioctl(fd, VHOST_IOMMU_SET_ENDPOINT, &ep);
+		want = EOPNOTSUPP;
+		break;
+	case 4:
+		ifd.flags = 1u << (r >> 20) % 32;
+		ret = ioctl(fd, VHOST_IOMMU_SET_IOMMUFD, &ifd);
+		want = EOPNOTSUPP;
+		break;
+	case 5:
+		fq.flags = 1u << (r >> 20) % 32;
+		ret = ioctl(fd, VHOST_IOMMU_SET_FAULT_QUEUE, &fq);
+		want = EOPNOTSUPP;
+		break;
+	case 6:
+		ret = ioctl(fd, VHOST_SET_FEATURES, &features);
+		want = EOPNOTSUPP;
+		break;
+	case 7:
+		/* A ring change under the worker */
+		ret = ioctl(fd, (r >> 30) & 1 ? VHOST_SET_VRING_NUM :
+						VHOST_SET_VRING_BASE, &state);
+		want = EBUSY;
+		break;
+	case 8:
+		/* No such vIOMMU */
+		dom.viommu_id = 0xdead0000 + (r >> 20) % 0xffff;
+		ret = ioctl(fd, VHOST_IOMMU_SET_DOMAIN, &dom);
+		break;
+	case 9:
+		/* An endpoint on a domain that is not bound */
+		ep.domain = DOM_UNBOUND;
+		ret = ioctl(fd, VHOST_IOMMU_SET_ENDPOINT, &ep);
+		break;
+	case 10:
+		/* Unbinding the iommufd under its domains and fault queue */
+		ifd.fd = -1;
+		ret = ioctl(fd, VHOST_IOMMU_SET_IOMMUFD, &ifd);
+		break;
+	case 11:
+		/* Another iommufd while this one is bound */
+		ifd.fd = F.mb.iommufd;
+		ret = ioctl(fd, VHOST_IOMMU_SET_IOMMUFD, &ifd);
+		break;
+	default:
+		/* Another context's fault queue (B6) */
+		fq.fd = F.mb.fault_fd;
+		ret = ioctl(fd, VHOST_IOMMU_SET_FAULT_QUEUE, &fq);
+		break;
+	}
+	if (!ret)
+		die("careless VMM: ioctl %u was accepted", op);
+	if (want && errno != want)
+		die("careless VMM: ioctl %u failed with %d, not %d", op, errno,
+		    want);
+	F.bad_ioctls++;
+}
+
+static void *vmm_thread(void *arg)
+{
+	uint64_t rng = F.seed ^ 0x5555;
+
+	(void)arg;
+	while (!__atomic_load_n(&F.vmm_stop, __ATOMIC_ACQUIRE)) {
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		usleep((rng >> 40) % 3000);
+		pthread_mutex_lock(&F.fd_lock);
+		careless_ioctl(rng >> 3);
+		pthread_mutex_unlock(&F.fd_lock);
+	}
+	return NULL;
+}
+
+/* Every 10 s: where the run is, so that a hang shows where it hangs */
+static void *watchdog_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		sleep(10);
+		printf("# %llu requests, %llu rounds, %llu refused ioctls, %s\n",
+		       (unsigned long long)F.requests,
+		       (unsigned long long)F.rounds,
+		       (unsigned long long)F.bad_ioctls,
+		       __atomic_load_n(&F.phase, __ATOMIC_RELAXED));
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------- device setup */
+
+static void setup_vq(struct vi_dev *d, unsigned int index)
+{
+	struct vi_vq *vq = &d->vqs[index];
+	struct vhost_vring_state state = { .index = index, .num = vq->num };
+	struct vhost_vring_addr addr = {
+		.index = index,
+		.desc_user_addr = (uintptr_t)vq->desc,
+		.avail_user_addr = (uintptr_t)vq->avail,
+		.used_user_addr = (uintptr_t)vq->used,
+	};
+	struct vhost_vring_file file = { .index = index };
+	eventfd_t left;
+
+	memset(vq->avail, 0, 6 + 2 * vq->num);
+	memset(vq->used, 0, 6 + 8 * vq->num);
+	if (ioctl(d->fd, VHOST_SET_VRING_NUM, &state))
+		die("SET_VRING_NUM: %d", errno);
+	state.num = 0;
+	if (ioctl(d->fd, VHOST_SET_VRING_BASE, &state))
+		die("SET_VRING_BASE: %d", errno);
+	if (ioctl(d->fd, VHOST_SET_VRING_ADDR, &addr))
+		die("SET_VRING_ADDR: %d", errno);
+	file.fd = vq->kick_fd;
+	if (ioctl(d->fd, VHOST_SET_VRING_KICK, &file))
+		die("SET_VRING_KICK: %d", errno);
+	file.fd = vq->call_fd;
+	if (ioctl(d->fd, VHOST_SET_VRING_CALL, &file))
+		die("SET_VRING_CALL: %d", errno);
+	file.fd = vq->err_fd;
+	if (ioctl(d->fd, VHOST_SET_VRING_ERR, &file))
+		die("SET_VRING_ERR: %d", errno);
+	/* The ring starts over: forget the old notifications */
+	eventfd_read(vq->call_fd, &left);
+	eventfd_read(vq->err_fd, &left);
+	vq->avail_idx = 0;
+	vq->used_idx = 0;
+	vq->free_head = 0;
+	vq->nr_free = vq->num;
+	for (unsigned int i = 0; i < vq->num; i++) {
+		vq->desc[i].next = i + 1;
+		vq->chain_len[i] = 0;
+	}
+}
+
+/* New rings on every queue of VM a, the device stopped */
+static void setup_rings(void)
+{
+	for (unsigned int i = 0; i < (1 + F.a.nr_invalq); i++)
+		setup_vq(&F.a, i);
+	for (unsigned int q = 0; q < NQ; q++) {
+		F.avail_idx[q] = 0;
+		F.used_idx[q] = 0;
+		F.next_desc[q] = 0;
+	}
+}
+
+static void bind_a(void)
+{
+	int ret = vi_bind_mock(&F.a, &F.ma, DOM_EP, EP_ID, true);
+
+	if (!ret)
+		ret = vi_set_endpoint(F.a.fd, 0, EP2_ID, DOM_EP, F.md2.idev_id,
+				      VSID_A2);
+	if (!ret)
+		ret = vi_set_domain(F.a.fd, 0, DOM_EMPTY, F.ma.viommu_id);
+	if (ret)
+		die("binding VM a: %d", ret);
+}
+
+/* Everything after SET_OWNER, on the rings already in memory */
+static void resetup_a(void)
+{
+	F.features = FEATURES;
+	if (chance(50)) {
+		F.features |= BIT64(VIRTIO_RING_F_EVENT_IDX);
+		F.event_idx_runs++;
+	}
+	if (ioctl(F.a.fd, VHOST_SET_FEATURES, &F.features))
+		die("SET_FEATURES: %d", errno);
+	if (vi_set_mem_table(&F.a))
+		die("SET_MEM_TABLE: %d", errno);
+	setup_rings();
+	if (chance(50)) {
+		bind_a();
+		if (vi_set_running(&F.a, 1))
+			die("SET_RUNNING: %d", errno);
+	} else {
+		if (vi_set_running(&F.a, 1))
+			die("SET_RUNNING: %d", errno);
+		bind_a();
+	}
+}
+
+/*
+ * Stop, check that GET_VRING_BASE is exact on every queue (except @fatal_q,
+ * which stopped at its fatal chain: -1 for none), change the rings, start:
+ * nothing the device took before the stop may show up in the new rings.
+ */
+static void ring_change(int fatal_q)
+{
+	if (vi_set_running(&F.a, 0))
+		die("SET_RUNNING 0: %d", errno);
+	for (unsigned int i = 0; i < (1 + F.a.nr_invalq); i++) {
+		struct vhost_vring_state state = { .index = i };
+		uint16_t want = i == VI_PRQ_VQ ? F.a.vqs[i].avail_idx :
+						 F.avail_idx[i - VI_INVALQ(0)];
+
+		if (ioctl(F.a.fd, VHOST_GET_VRING_BASE, &state))
+			die("GET_VRING_BASE: %d", errno);
+		if ((int)i - VI_INVALQ(0) != fatal_q && state.num != want)
+			die("vq %u stopped: GET_VRING_BASE %u, %u were posted and returned",
+			    i, state.num, want);
+	}
+	setup_rings();
+	if (vi_set_running(&F.a, 1))
+		die("SET_RUNNING 1: %d", errno);
+	usleep(1000);
+	for (unsigned int i = 0; i < (1 + F.a.nr_invalq); i++)
+		if (__atomic_load_n(&F.a.vqs[i].used->idx, __ATOMIC_ACQUIRE))
+			die("vq %u: a used entry in the new ring: it survived the stop",
+			    i);
+}
+
+/*
+ * A device reset between rounds: VHOST_IOMMU_RESET, RESET_OWNER, close and
+ * open again, or stop and new rings. @fatal_q: the queue stopped at a fatal
+ * chain, or -1.
+ */
+static void reset_a(enum reset_kind kind, int fatal_q)
+{
+	phase("reset");
+	pthread_mutex_lock(&F.fd_lock);
+	switch (kind) {
+	case RK_IORESET:
+		if (ioctl(F.a.fd, VHOST_IOMMU_RESET))
+			die("VHOST_IOMMU_RESET: %d", errno);
+		setup_rings();
+		bind_a();
+		if (vi_set_running(&F.a, 1))
+			die("SET_RUNNING after RESET: %d", errno);
+		break;
+	case RK_RESET_OWNER:
+		if (ioctl(F.a.fd, VHOST_RESET_OWNER))
+			die("RESET_OWNER: %d", errno);
+		if (ioctl(F.a.fd, VHOST_SET_OWNER))
+			die("SET_OWNER: %d", errno);
+		resetup_a();
+		break;
+	case RK_REOPEN:
+		close(F.a.fd);
+		F.a.fd = open("/dev/vhost-iommu", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (F.a.fd < 0)
+			die("reopen: %d", errno);
+		if (ioctl(F.a.fd, VHOST_SET_OWNER))
+			die("SET_OWNER: %d", errno);
+		resetup_a();
+		break;
+	default:
+		ring_change(fatal_q);
+		break;
+	}
+	F.resets[kind]++;
+	pthread_mutex_unlock(&F.fd_lock);
+}
+
+/* ------------------------------------------------------- page requests */
+
+/* The next record on the page-request queue; its buffer's address */
+static struct virtio_iommu_page_request *prq_get(struct vi_dev *d)
+{
+	struct vi_vq *vq = &d->vqs[VI_PRQ_VQ];
+	struct pollfd pfd = { .fd = vq->call_fd, .events = POLLIN };
+	uint32_t id, len;
+
+	for (int t = 0; t < WAIT_MS / 50; t++) {
+		/* VIRTIO_RING_F_EVENT_IDX: signal the next one */
+		__atomic_store_n(&vq->avail->ring[vq->num], vq->used_idx,
+				 __ATOMIC_RELEASE);
+		if (vi_nr_used(d, VI_PRQ_VQ)) {
+			if (vi_get_used(d, VI_PRQ_VQ, &id, &len, 0))
+				die("page-request queue: no used entry");
+			if (id >= vq->num)
+				die("page-request queue: used id %u", id);
+			if (len != sizeof(struct virtio_iommu_page_request))
+				die("page request record length %u", len);
+			return hva(d, vq->desc[id].addr);
+		}
+		if (poll(&pfd, 1, 50) == 1) {
+			eventfd_t v;
+
+			eventfd_read(pfd.fd, &v);
+		}
+	}
+	return NULL;
+}
+
+static void prq_post(struct vi_dev *d, void *buf)
+{
+	struct vi_seg seg = {
+		.addr = buf,
+		.len = sizeof(struct virtio_iommu_page_request),
+		.writable = true,
+	};
+
+	memset(buf, 0xff, seg.len);
+	if (vi_post(d, VI_PRQ_VQ, &seg, 1) < 0)
+		die("posting a page-request buffer");
+	eventfd_write(d->vqs[VI_PRQ_VQ].kick_fd, 1);
+}
+
+static void check_record(const struct virtio_iommu_page_request *rec,
+			 uint64_t addr)
+{
+	if (rec->reason != VIRTIO_IOMMU_FAULT_R_PAGE_REQUEST ||
+	    rec->endpoint != EP_ID || rec->address != addr ||
+	    !(rec->flags & VIRTIO_IOMMU_FAULT_F_ADDRESS) ||
+	    rec->reserved[0] || rec->reserved[1] || rec->reserved[2] ||
+	    rec->reserved2[0] || rec->reserved2[1] || rec->reserved2[2] ||
+	    rec->reserved2[3])
+		die("page request record: reason %u endpoint %u flags %#x address %#llx",
+		    rec->reason, rec->endpoint, rec->flags,
+		    (unsigned long long)rec->address);
+}
+
+/*
+ * @nr page requests of the mock device, delivered on the page-request
+ * queue (buffers posted before or after the faults); their groups in @grps.
+ */
+static void page_requests(uint32_t *grps, unsigned int nr)
+{
+	bool late = chance(30);
+
+	for (unsigned int i = 0; i < nr && !late; i++)
+		prq_post(&F.a, F.prq_bufs + i * 64);
+	for (unsigned int i = 0; i < nr; i++)
+		if (mock_trigger(&F.ma, 1 + (F.next_grp++ % 500),
+				 0x100000 + i * 0x1000))
+			die("TRIGGER_IOPF: %d", errno);
+	/* Never dropped: they wait in the device for buffers */
+	for (unsigned int i = 0; i < nr && late; i++) {
+		if (!i)
+			usleep(rnd(3000));
+		prq_post(&F.a, F.prq_bufs + i * 64);
+	}
+	for (unsigned int i = 0; i < nr; i++) {
+		struct virtio_iommu_page_request *rec = prq_get(&F.a);
+
+		if (!rec)
+			die("page request %u of %u not delivered", i, nr);
+		check_record(rec, 0x100000 + i * 0x1000);
+		grps[i] = rec->group;
+	}
+	F.page_requests += nr;
+}
+
+/* The mock device got @want page responses in all */
+static void wait_responses(int want, const char *what)
+{
+	int now = -1;
+
+	for (int t = 0; t < WAIT_MS / 10; t++) {
+		now = mock_responses(&F.ma);
+		if (now >= want)
+			break;
+		usleep(10000);
+	}
+	usleep(2000);
+	now = mock_responses(&F.ma);
+	if (now != want)
+		die("%s: the mock device got %d page responses, not %d", what,
+		    now, want);
+}
+
+/* ------------------------------------------------------- VM b */
+
+static struct {
+	uint8_t *prq_buf;
+	uint32_t grp;
+} B;
+
+/* VM b: bound like VM a, one page request held for the whole run */
+static void setup_b(void)
+{
+	struct virtio_iommu_page_request *rec;
+	int ret;
+
+	ret = vi_open(&F.b);
+	if (!ret)
+		ret = vi_setup(&F.b, FEATURES, 64, 1);
+	if (ret)
+		die("VM b setup: %d", ret);
+	ret = vi_mock_setup(&F.mb, VSID_B);
+	if (!ret)
+		ret = vi_bind_mock(&F.b, &F.mb, DOM_EP, EP_ID, true);
+	if (ret)
+		die("VM b mock: %d", ret);
+	B.prq_buf = vi_alloc(&F.b, 64);
+	prq_post(&F.b, B.prq_buf);
+	if (mock_trigger(&F.mb, 9, 0x100000))
+		die("VM b: TRIGGER_IOPF: %d", errno);
+	rec = prq_get(&F.b);
+	if (!rec)
+		die("VM b: its page request was not delivered");
+	check_record(rec, 0x100000);
+	B.grp = rec->group;
+}
+
+static void check_b(void)
+{
+	struct virtio_iommu_req_invalidate *inv;
+	struct virtio_iommu_req_page_resp *pr;
+	uint32_t entries, calls, id, used_len;
+	uint8_t *resp;
+	int head;
+
+	if (vi_nr_used(&F.b, VI_INVALQ(0)) || vi_nr_used(&F.b, VI_PRQ_VQ))
+		die("VM b: its rings moved");
+	if (mock_log(F.mb.iommufd, F.mb.viommu_id, &entries, &calls) ||
+	    entries || calls)
+		die("VM b: its vIOMMU got %u entries in %u calls", entries,
+		    calls);
+	if (mock_responses(&F.mb))
+		die("VM b: its held page request was answered by someone else");
+
+	/* Its own answer to its group */
+	pr = vi_alloc(&F.b, sizeof(*pr));
+	resp = vi_alloc(&F.b, TAIL);
+	memset(pr, 0, sizeof(*pr));
+	memset(resp, CANARY, TAIL);
+	pr->head.type = VIRTIO_IOMMU_T_PAGE_RESP;
+	pr->endpoint = EP_ID;
+	pr->group = B.grp;
+	head = vi_post_req(&F.b, VI_INVALQ(0), pr, offsetof(typeof(*pr), tail), resp, TAIL);
+	eventfd_write(F.b.vqs[VI_INVALQ(0)].kick_fd, 1);
+	if (vi_get_used(&F.b, VI_INVALQ(0), &id, &used_len, WAIT_MS) ||
+	    id != (uint32_t)head || used_len != TAIL ||
+	    resp[0] != VIRTIO_IOMMU_S_OK || mock_responses(&F.mb) != 1)
+		die("VM b: its PAGE_RESP did not complete");
+
+	/* And it serves an INVALIDATE: a domain entry and an endpoint entry */
+	inv = vi_alloc(&F.b, sizeof(*inv));
+	resp = vi_alloc(&F.b, TAIL);
+	memset(inv, 0, sizeof(*inv));
+	memset(resp, CANARY, TAIL);
+	inv->head.type = VIRTIO_IOMMU_T_INVALIDATE;
+	inv->scope = VIRTIO_IOMMU_INVAL_S_DOMAIN;
+	inv->caches = VIRTIO_IOMMU_INVAL_C_TLB;
+	inv->domain = DOM_EP;
+	head = vi_post_req(&F.b, VI_INVALQ(0), inv, offsetof(typeof(*inv), tail), resp,
+			   TAIL);
+	eventfd_write(F.b.vqs[VI_INVALQ(0)].kick_fd, 1);
+	if (vi_get_used(&F.b, VI_INVALQ(0), &id, &used_len, WAIT_MS) ||
+	    id != (uint32_t)head || resp[0] != VIRTIO_IOMMU_S_OK)
+		die("VM b: an INVALIDATE failed after the run");
+	if (mock_log(F.mb.iommufd, F.mb.viommu_id, &entries, &calls) ||
+	    entries != 2)
+		die("VM b: %u entries for one INVALIDATE, not 2", entries);
+}
+
+/* ------------------------------------------------------- rounds */
 
 /* One round: a batch of requests, with the chosen disturbances */
 static void round_once(void)
 {
 	unsigned int nr = 1 + rnd(MAX_BATCH), i, want = 0, pieces;
-	int fatal = chance(3) ? (int)rnd(FK_NR) : -1;
-	bool rebind = false, chunks = chance(20);
-	unsigned int nr_grps = 0;
-	uint32_t grps[8];
-	uint16_t next = 0;
+	int fatal = chance(3) ? (int)rnd(FK_NR) : -1, fatal_q = -1;
+	bool chunks = chance(20), hold = false, both = chance(50), stale = false;
+	unsigned int q1 = rnd(NQ), nr_grps = 0, nr_held = 0;
+	uint32_t grps[MAX_GRPS];
 	int responses = 0;
 
-	/*
-	 * One round in ten has requests for the VMM, and fewer of them: a
-	 * forwarded request is a barrier, everything behind it goes to the
-	 * VMM too, and that path is slow.
-	 */
-	F.mixed = chance(10);
-	if (F.mixed)
-		nr = 1 + rnd(48);
 	phase("page requests");
+	F.relaxed = false;
 	if (chance(4)) {
-		nr_grps = page_requests(grps, 1 + rnd(8));
-		responses = vi_mock_responses(&F.ma);
-		/* Every group is answered in this round */
+		nr_grps = 1 + rnd(MAX_GRPS);
+		responses = mock_responses(&F.ma);
+		page_requests(grps, nr_grps);
+		/* Answered in this round, or held until a reset answers them */
 		fatal = -1;
-		if (nr < nr_grps)
+		hold = chance(25);
+		if (hold) {
+			nr_held = nr_grps;
+			nr_grps = 0;
+		} else if (nr < nr_grps) {
 			nr = nr_grps;
+		}
+	} else if (chance(2)) {
+		/* The bindings change under the worker in this round */
+		F.relaxed = true;
+	} else if (chance(3)) {
+		/*
+		 * The second endpoint's vDEVICE is gone for the round (the VMM
+		 * closed the device before it unbound the endpoint): its
+		 * entries are skipped, and nothing else changes (B1).
+		 */
+		if (vi_destroy(F.ma.iommufd, F.md2.vdevice_id))
+			die("destroying the second vDEVICE: %d", errno);
+		stale = true;
+		F.stale_rounds++;
 	}
 
+	phase("generate");
+	/* Everything of the last round came back: the tables start over */
+	for (unsigned int q = 0; q < NQ; q++) {
+		F.nr_ord[q] = 0;
+		F.first_open[q] = 0;
+		F.next_desc[q] = 0;
+		F.may_err[q] = false;
+	}
 	for (i = 0; i < nr; i++) {
 		struct freq *r = &F.reqs[i];
-		bool last;
+		/* Room for the longest chain, fatal or not */
+		unsigned int room = 2 * MAX_PIECES + 5;
 
-		/* Room for one more chain of the longest kind */
-		if (next + 2 * MAX_PIECES + 3 > RING)
-			nr = i + 1;
-		last = i == nr - 1;
+		r->q = both ? rnd(NQ) : q1;
+		if (F.next_desc[r->q] + room > RING)
+			r->q = (r->q + 1) % NQ;
+		if (F.next_desc[r->q] + room > RING)
+			break;
 		gen_req(r, i < nr_grps ? grps[i] : 0);
-		if (fatal >= 0 && last)
-			r->outcome = O_FATAL;
-		r->head = layout(r, &next,
-				 last && fatal != FK_AVAIL_JUMP ? fatal : -1);
-		if (r->outcome != O_FATAL)
-			want++;
+		/* VM b's group, while this VM holds none */
+		if (!nr_grps && !nr_held &&
+		    r->out[0] == VIRTIO_IOMMU_T_PAGE_RESP &&
+		    ((struct virtio_iommu_req_page_resp *)r->out)->group ==
+		    GRP_B)
+			((struct virtio_iommu_req_page_resp *)r->out)->group =
+				B.grp;
+		r->head = layout(r, -1);
+		if (r->out_len < 4 || r->in_len < TAIL)
+			F.may_err[r->q] = true;
+		r->seq = F.nr_ord[r->q];
+		F.ord[r->q][F.nr_ord[r->q]++] = i;
 	}
-	if (nr_grps > nr)
+	nr = i;
+	if (nr < nr_grps)
 		die("internal: fewer requests than page responses");
+	if (fatal >= 0) {
+		/* The last request, the last of its queue, laid out again */
+		struct freq *r = &F.reqs[nr - 1];
+
+		F.next_desc[r->q] = r->head;
+		r->outcome = O_FATAL;
+		r->head = layout(r, fatal);
+		fatal_q = r->q;
+	}
+	for (i = 0; i < nr; i++)
+		if (F.reqs[i].outcome != O_FATAL)
+			want++;
 	F.requests += nr;
 
 	phase("publish");
@@ -1083,13 +1473,15 @@ static void round_once(void)
 	for (i = 0; i < nr; i++) {
 		if (fatal == FK_AVAIL_JUMP && i == nr - 1)
 			break;
-		publish(F.reqs[i].head);
+		publish(F.reqs[i].q, F.reqs[i].head);
 		if (pieces > 1 && chance(100 / pieces) && i + 1 < nr)
-			kick();
+			kick(F.reqs[i].q);
 		if (chance(1))
-			kick();
+			kick(rnd(NQ));
 	}
-	kick();
+	for (unsigned int q = 0; q < NQ; q++)
+		if (F.nr_ord[q])
+			kick(q);
 
 	phase("disturbances");
 	/* Disturbances while the worker runs */
@@ -1101,6 +1493,7 @@ static void round_once(void)
 		F.mem_tables++;
 	}
 	if (chance(2)) {
+		/* A VM pause: bindings and page-request state stay */
 		pthread_mutex_lock(&F.fd_lock);
 		if (vi_set_running(&F.a, 0))
 			die("SET_RUNNING 0: %d", errno);
@@ -1110,183 +1503,144 @@ static void round_once(void)
 		pthread_mutex_unlock(&F.fd_lock);
 		F.stops++;
 	}
-	if (chance(2) && !nr_grps) {
+	if (F.relaxed) {
 		/* The guest's bindings change under the worker */
 		pthread_mutex_lock(&F.fd_lock);
-		if (vi_set_endpoint(F.a.fd, VHOST_IOMMU_BIND_UNBIND, EP_ID, 0,
-				    0, 0) ||
-		    vi_set_domain(F.a.fd, VHOST_IOMMU_BIND_UNBIND, DOM_EP, 0) ||
-		    vi_set_domain(F.a.fd, VHOST_IOMMU_BIND_UNBIND, DOM_EMPTY, 0))
+		if (vi_set_endpoint(F.a.fd, VHOST_IOMMU_F_UNBIND, EP_ID, 0, 0, 0) ||
+		    vi_set_endpoint(F.a.fd, VHOST_IOMMU_F_UNBIND, EP2_ID, 0, 0, 0) ||
+		    vi_set_domain(F.a.fd, VHOST_IOMMU_F_UNBIND, DOM_EP, 0) ||
+		    vi_set_domain(F.a.fd, VHOST_IOMMU_F_UNBIND, DOM_EMPTY, 0))
 			die("unbinding while running: %d", errno);
 		usleep(rnd(1000));
 		if (vi_set_domain(F.a.fd, 0, DOM_EP, F.ma.viommu_id) ||
 		    vi_set_domain(F.a.fd, 0, DOM_EMPTY, F.ma.viommu_id) ||
 		    vi_set_endpoint(F.a.fd, 0, EP_ID, DOM_EP, F.ma.idev_id,
-				    VSID_A))
+				    VSID_A) ||
+		    vi_set_endpoint(F.a.fd, 0, EP2_ID, DOM_EP, F.md2.idev_id,
+				    VSID_A2))
 			die("binding again while running: %d", errno);
 		pthread_mutex_unlock(&F.fd_lock);
 		F.unbinds++;
-		rebind = true;
 	}
 
 	phase("collect");
 	collect(nr, want);
 	phase("after collect");
+	if (stale) {
+		struct iommu_vdevice_alloc vdev = {
+			.size = sizeof(vdev),
+			.viommu_id = F.ma.viommu_id,
+			.dev_id = F.md2.idev_id,
+			.virt_id = VSID_A2,
+		};
+
+		if (ioctl(F.ma.iommufd, IOMMU_VDEVICE_ALLOC, &vdev))
+			die("the second vDEVICE again: %d", errno);
+		F.md2.vdevice_id = vdev.out_vdevice_id;
+	}
 	if (fatal >= 0) {
+		struct vi_vq *vq = ivq(fatal_q);
+
 		if (fatal == FK_AVAIL_JUMP) {
 			/* The index moves further than the ring holds */
-			drain(F.a.vqs[0].err_fd);
-			F.avail_idx += RING + 1 + rnd(1000);
-			__atomic_store_n(&F.a.vqs[0].avail->idx, F.avail_idx,
+			drain(vq->err_fd);
+			F.avail_idx[fatal_q] += RING + 1 + rnd(1000);
+			__atomic_store_n(&vq->avail->idx, F.avail_idx[fatal_q],
 					 __ATOMIC_RELEASE);
-			kick();
+			kick(fatal_q);
 		}
 		/* The device complains, and nothing comes back; reset */
-		if (!vq_error(WAIT_MS))
+		if (!fired(vq->err_fd, WAIT_MS))
 			die("fatal chain (kind %d): no error signalled", fatal);
 		usleep(1000);
-		if (__atomic_load_n(&F.a.vqs[0].used->idx, __ATOMIC_ACQUIRE) !=
-		    F.used_idx)
+		if (__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE) !=
+		    F.used_idx[fatal_q])
 			die("used entries after the fatal chain (kind %d)",
 			    fatal);
+		if (!F.may_err[!fatal_q] && fired(ivq(!fatal_q)->err_fd, 0))
+			die("the error eventfd of the other queue fired");
 		F.fatal++;
 		F.fatal_kinds[fatal]++;
-		check_log(!rebind);
-		reset_a(chance(30));
-	} else if (nr_grps) {
-		int now = vi_mock_responses(&F.ma);
+		check_log();
+		reset_a(rnd(RK_NR), fatal_q);
+		F.rounds++;
+		return;
+	}
+	/*
+	 * The error eventfd means a request the device could not parse (no
+	 * head, no room for a tail) or a bad chain; a request it answered,
+	 * whatever its status, does not raise it.
+	 */
+	for (unsigned int q = 0; q < NQ; q++) {
+		bool err = fired(ivq(q)->err_fd, 0);
+
+		if (err && !F.may_err[q])
+			die("queue %u: the error eventfd fired for answered requests",
+			    q);
+		if (!err && F.may_err[q])
+			die("queue %u: an unparseable request, no error signalled",
+			    q);
+		if (err)
+			drain(ivq(q)->err_fd);
+	}
+	if (nr_grps) {
+		int now = mock_responses(&F.ma);
 
 		if (now != responses + (int)nr_grps)
 			die("mock got %d page responses, not %u",
 			    now - responses, nr_grps);
 	}
-	if (fatal < 0 && chance(1)) {
-		check_log(!rebind);
-		reset_a(chance(30));
-	} else if (rebind || F.rounds % 64 == 0) {
-		check_log(!rebind);
+	if (hold) {
+		/* The reset answers the groups the guest did not */
+		check_log();
+		reset_a(rnd(RK_RING), -1);
+		wait_responses(responses + nr_held, "held groups after a reset");
+		F.held_answered += nr_held;
+	} else if (chance(1)) {
+		check_log();
+		reset_a(rnd(RK_NR), -1);
+	} else if (F.relaxed || F.rounds % 64 == 0) {
+		check_log();
 	}
 	F.rounds++;
 }
 
-/* ------------------------------------------------------- VM b */
-
-static struct {
-	uint8_t *attach, *attach_resp;
-	int head;
-} B;
-
-static void setup_b(void)
-{
-	uint32_t len = offsetof(struct virtio_iommu_req_attach, tail);
-	struct pollfd pfd = { .events = POLLIN };
-	int ret;
-
-	ret = vi_open(&F.b);
-	if (!ret)
-		ret = vi_setup(&F.b, FEATURES, 64);
-	if (ret)
-		die("VM b setup: %d", ret);
-	ret = vi_mock_setup(&F.mb, VSID_B);
-	if (!ret)
-		ret = vi_bind_mock(&F.b, &F.mb, DOM_EP, EP_ID, true);
-	if (ret)
-		die("VM b mock: %d", ret);
-	/* A request waits at VM b's VMM, unread, for the whole run */
-	B.attach = vi_alloc(&F.b, len);
-	B.attach_resp = vi_alloc(&F.b, TAIL);
-	memset(B.attach, 0, len);
-	B.attach[0] = VIRTIO_IOMMU_T_ATTACH;
-	B.attach[4] = DOM_EP;
-	B.attach[8] = EP_ID;
-	memset(B.attach_resp, CANARY, TAIL);
-	B.head = vi_post_req(&F.b, B.attach, len, B.attach_resp, TAIL);
-	vi_kick(&F.b, VI_REQ_VQ);
-	pfd.fd = F.b.fd;
-	if (poll(&pfd, 1, WAIT_MS) != 1)
-		die("VM b: the ATTACH did not reach its VMM");
-}
-
-static void check_b(void)
-{
-	uint32_t len = offsetof(struct virtio_iommu_req_attach, tail);
-	struct vhost_iommu_req_msg msg;
-	struct virtio_iommu_req_invalidate *inv;
-	uint32_t entries, calls, id, used_len;
-	uint8_t *resp;
-	int head;
-
-	if (vi_nr_used(&F.b, VI_REQ_VQ))
-		die("VM b: its ring moved");
-	if (vi_mock_log(F.mb.iommufd, F.mb.viommu_id, &entries, &calls) ||
-	    entries || calls)
-		die("VM b: its vIOMMU got %u entries in %u calls", entries,
-		    calls);
-	if (vi_read_msg(&F.b, &msg, 1000) != sizeof(msg) ||
-	    msg.req_len != len || memcmp(msg.req, B.attach, len))
-		die("VM b: its pending request changed");
-	if (vi_answer(&F.b, msg.cookie, VIRTIO_IOMMU_S_OK, NULL, 0) ||
-	    vi_get_used(&F.b, VI_REQ_VQ, &id, &used_len, WAIT_MS) ||
-	    id != (uint32_t)B.head || used_len != TAIL ||
-	    B.attach_resp[0] != VIRTIO_IOMMU_S_OK)
-		die("VM b: its ATTACH did not complete");
-
-	/* And it serves in the kernel */
-	inv = vi_alloc(&F.b, sizeof(*inv));
-	resp = vi_alloc(&F.b, TAIL);
-	memset(inv, 0, sizeof(*inv));
-	memset(resp, CANARY, TAIL);
-	inv->head.type = VIRTIO_IOMMU_T_INVALIDATE;
-	inv->scope = VIRTIO_IOMMU_INVAL_S_DOMAIN;
-	inv->caches = VIRTIO_IOMMU_INVAL_C_TLB;
-	inv->domain = DOM_EP;
-	head = vi_post_req(&F.b, inv, offsetof(typeof(*inv), tail), resp,
-			   TAIL);
-	vi_kick(&F.b, VI_REQ_VQ);
-	if (vi_get_used(&F.b, VI_REQ_VQ, &id, &used_len, WAIT_MS) ||
-	    id != (uint32_t)head || resp[0] != VIRTIO_IOMMU_S_OK)
-		die("VM b: an INVALIDATE failed after the run");
-	if (vi_mock_log(F.mb.iommufd, F.mb.viommu_id, &entries, &calls) ||
-	    entries != 1)
-		die("VM b: %u entries for one INVALIDATE", entries);
-}
-
-/* VM a still serves: one good INVALIDATE, in the kernel */
+/* VM a still serves: one good INVALIDATE on each queue, in the kernel */
 static void check_a_serves(void)
 {
-	struct freq *r = &F.reqs[0];
-	struct virtio_iommu_req_invalidate *inv = (void *)r->out;
-	uint16_t next = 0;
+	for (unsigned int q = 0; q < NQ; q++) {
+		struct freq *r = &F.reqs[q];
+		struct virtio_iommu_req_invalidate *inv = (void *)r->out;
 
-	memset(r->out, 0, SLOT_OUT);
-	memset(r->in, CANARY, SLOT_IN);
-	inv->head.type = VIRTIO_IOMMU_T_INVALIDATE;
-	inv->scope = VIRTIO_IOMMU_INVAL_S_ADDRESS;
-	inv->caches = VIRTIO_IOMMU_INVAL_C_TLB;
-	inv->domain = DOM_EP;
-	inv->address = 0x200000;
-	inv->nr_pages = 2;
-	inv->page_size = 12;
-	r->out_len = offsetof(typeof(*inv), tail);
-	r->in_len = TAIL;
-	r->outcome = O_STATUS;
-	r->status = VIRTIO_IOMMU_S_OK;
-	r->payload = 0;
-	r->done = false;
-	r->bound_dom = true;
-	r->entries = 1;
-	F.reqs[0].head = 0;
-	F.a.vqs[0].desc[0] = (struct vring_desc){
-		.addr = (uintptr_t)r->out, .len = r->out_len,
-		.flags = VRING_DESC_F_NEXT, .next = 1 };
-	F.a.vqs[0].desc[1] = (struct vring_desc){
-		.addr = (uintptr_t)r->in, .len = TAIL,
-		.flags = VRING_DESC_F_WRITE };
-	(void)next;
-	publish(0);
-	kick();
-	collect(1, 1);
-	check_log(true);
+		memset(r->out, 0, SLOT_OUT);
+		memset(r->in, CANARY, SLOT_IN);
+		inv->head.type = VIRTIO_IOMMU_T_INVALIDATE;
+		inv->scope = VIRTIO_IOMMU_INVAL_S_ADDRESS;
+		inv->caches = VIRTIO_IOMMU_INVAL_C_TLB;
+		inv->domain = DOM_EP;
+		inv->address = 0x200000;
+		inv->nr_pages = 2;
+		inv->page_size = 12;
+		r->q = q;
+		r->out_len = offsetof(typeof(*inv), tail);
+		r->in_len = TAIL;
+		r->outcome = O_STATUS;
+		r->done = false;
+		F.relaxed = false;
+		inval_model(r);
+		if (r->stmask != ST(VIRTIO_IOMMU_S_OK) || r->emin != 1 + NR_EP)
+			die("internal: the model of a good INVALIDATE");
+		r->seq = 0;
+		F.next_desc[q] = 0;
+		F.nr_ord[q] = 1;
+		F.ord[q][0] = q;
+		F.first_open[q] = 0;
+		r->head = layout(r, -1);
+		publish(q, r->head);
+		kick(q);
+	}
+	collect(NQ, NQ);
+	check_log();
 }
 
 int main(int argc, char **argv)
@@ -1324,8 +1678,9 @@ int main(int argc, char **argv)
 		printf("ok 1 # SKIP no /dev/vhost-iommu\n");
 		return 4;
 	}
+	F.features = FEATURES;
 	if (!ret)
-		ret = vi_setup(&F.a, FEATURES, RING);
+		ret = vi_setup(&F.a, F.features, RING, NQ);
 	if (ret)
 		die("VM a setup: %d", ret);
 	ret = vi_mock_setup(&F.ma, VSID_A);
@@ -1333,17 +1688,19 @@ int main(int argc, char **argv)
 		printf("ok 1 # SKIP no iommufd selftest mock\n");
 		return 4;
 	}
+	if (!ret)
+		ret = vi_mock_add_dev(&F.ma, VSID_A2, &F.md2);
 	if (ret)
 		die("VM a mock: %d", ret);
 	bind_a();
 	setup_b();
 
-	F.slots = vi_alloc(&F.a, MAX_BATCH * (SLOT_OUT + SLOT_IN + IND_MAX * 16) +
-			   64 * 8);
-	if (!F.slots)
+	F.slots = vi_alloc(&F.a, MAX_BATCH * SLOT);
+	F.prq_bufs = vi_alloc(&F.a, 64 * MAX_GRPS);
+	if (!F.slots || !F.prq_bufs)
 		die("no room for the request buffers");
 	for (unsigned int i = 0; i < MAX_BATCH; i++) {
-		uint8_t *s = F.slots + i * (SLOT_OUT + SLOT_IN + IND_MAX * 16);
+		uint8_t *s = F.slots + i * SLOT;
 
 		F.reqs[i].out = s;
 		F.reqs[i].in = s + SLOT_OUT;
@@ -1372,28 +1729,47 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 
-	check_a_serves();
 	__atomic_store_n(&F.vmm_stop, true, __ATOMIC_RELEASE);
 	pthread_join(F.vmm, NULL);
+	phase("end checks");
+	check_log();
+	check_a_serves();
 	check_b();
 
 	printf("# %llu requests in %llu rounds, %.1f s, %.0f requests/s\n",
 	       (unsigned long long)F.requests, (unsigned long long)F.rounds,
 	       secs, F.requests / secs);
-	printf("# used length 0: %llu, fatal chains: %llu, indirect: %llu, split: %llu\n",
-	       (unsigned long long)F.used0, (unsigned long long)F.fatal,
-	       (unsigned long long)F.indirect, (unsigned long long)F.split);
-	printf("# VMM answers: %llu (+%llu refused), page requests: %llu, kicks: %llu\n",
-	       (unsigned long long)F.forwarded_answers,
-	       (unsigned long long)F.bad_answers,
+	printf("# statuses: OK %llu, INVAL %llu, NOENT %llu, other %llu; used length 0: %llu\n",
+	       (unsigned long long)F.status[VIRTIO_IOMMU_S_OK],
+	       (unsigned long long)F.status[VIRTIO_IOMMU_S_INVAL],
+	       (unsigned long long)F.status[VIRTIO_IOMMU_S_NOENT],
+	       (unsigned long long)(F.status[VIRTIO_IOMMU_S_IOERR] +
+				    F.status[VIRTIO_IOMMU_S_UNSUPP] +
+				    F.status[VIRTIO_IOMMU_S_DEVERR] +
+				    F.status[VIRTIO_IOMMU_S_RANGE] +
+				    F.status[VIRTIO_IOMMU_S_FAULT] +
+				    F.status[VIRTIO_IOMMU_S_NOMEM]),
+	       (unsigned long long)F.used0);
+	printf("# fatal chains: %llu, indirect: %llu, split: %llu, kicks: %llu\n",
+	       (unsigned long long)F.fatal, (unsigned long long)F.indirect,
+	       (unsigned long long)F.split, (unsigned long long)F.kicks);
+	printf("# page requests: %llu (%llu held and answered by a reset), refused VMM ioctls: %llu\n",
 	       (unsigned long long)F.page_requests,
-	       (unsigned long long)F.kicks);
-	printf("# RESET_OWNER: %llu, reopen: %llu, stop/start: %llu, ",
-	       (unsigned long long)F.resets, (unsigned long long)F.reopens,
-	       (unsigned long long)F.stops);
-	printf("SET_MEM_TABLE: %llu, unbind/bind: %llu, log checks: %llu\n",
-	       (unsigned long long)F.mem_tables,
-	       (unsigned long long)F.unbinds, (unsigned long long)F.log_checks);
+	       (unsigned long long)F.held_answered,
+	       (unsigned long long)F.bad_ioctls);
+	printf("# VHOST_IOMMU_RESET: %llu, RESET_OWNER: %llu, reopen: %llu, ring change: %llu, ",
+	       (unsigned long long)F.resets[RK_IORESET],
+	       (unsigned long long)F.resets[RK_RESET_OWNER],
+	       (unsigned long long)F.resets[RK_REOPEN],
+	       (unsigned long long)F.resets[RK_RING]);
+	printf("stop/start: %llu, SET_MEM_TABLE: %llu, unbind/bind: %llu, EVENT_IDX setups: %llu\n",
+	       (unsigned long long)F.stops, (unsigned long long)F.mem_tables,
+	       (unsigned long long)F.unbinds,
+	       (unsigned long long)F.event_idx_runs);
+	printf("# log checks: %llu, completions seen ahead of an earlier INVALIDATE: %llu, rounds with a stale endpoint: %llu\n",
+	       (unsigned long long)F.log_checks,
+	       (unsigned long long)F.overtakes,
+	       (unsigned long long)F.stale_rounds);
 	/*
 	 * Loop, head, next, out after in, indirect length, nested indirect,
 	 * indirect loop, address, indirect address, empty indirect, avail jump
@@ -1402,10 +1778,13 @@ int main(int argc, char **argv)
 	for (int k = 0; k < FK_NR; k++)
 		printf(" %llu", (unsigned long long)F.fatal_kinds[k]);
 	printf("\n");
-	/* A default run must have met every kind */
+	/* A default run must have met every kind and every reset */
 	for (int k = 0; k < FK_NR; k++)
 		if (target >= 200000 && !F.fatal_kinds[k])
 			die("fatal kind %d never drawn", k);
+	for (int k = 0; k < RK_NR; k++)
+		if (target >= 200000 && !F.resets[k])
+			die("reset kind %d never drawn", k);
 	printf("ok 1 vhost_iommu_fuzz seed %llu\n", (unsigned long long)F.seed);
 
 	vi_close(&F.a);
