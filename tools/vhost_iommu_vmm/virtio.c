@@ -128,9 +128,10 @@ static uint32_t vdev_read(struct vdev *d, uint64_t off)
 		return q ? q->ready : 0;
 	case REG_INT_STATUS:
 		/*
-		 * vhost signals its call eventfd, wired straight to the GIC as
-		 * an irqfd: this code never sees the interrupt, so it reports
-		 * "used buffer" whenever asked and the driver scans its queues.
+		 * When vhost serves queues, it signals the call eventfd, wired
+		 * straight to the GIC as an irqfd: this code never sees the
+		 * interrupt, so it reports "used buffer" whenever asked and
+		 * the driver scans its queues.
 		 */
 		if (d->int_always)
 			return INT_VRING;
