@@ -897,8 +897,19 @@ static void viommu_cfg_read(struct vdev *d, uint32_t off, void *buf,
 		memcpy(buf, space + off, len);
 }
 
+/* F_INVALQ requires F_ATTACH_TABLE, F_PAGE_REQUEST requires F_INVALQ */
+static bool viommu_features_ok(struct vdev *d, uint64_t f)
+{
+	if ((f & BIT64(VIRTIO_IOMMU_F_INVALQ)) &&
+	    !(f & BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE)))
+		return false;
+	return !(f & BIT64(VIRTIO_IOMMU_F_PAGE_REQUEST)) ||
+	       (f & BIT64(VIRTIO_IOMMU_F_INVALQ));
+}
+
 static const struct vdev_ops viommu_ops = {
 	.cfg_read = viommu_cfg_read,
+	.features_ok = viommu_features_ok,
 	.status = viommu_status,
 };
 

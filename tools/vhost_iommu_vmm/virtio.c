@@ -168,11 +168,16 @@ static void vdev_set_status(struct vdev *d, uint32_t val)
 		vdev_reset(d);
 		return;
 	}
-	/* FEATURES_OK sticks only if the driver took offered features only */
+	/*
+	 * FEATURES_OK sticks only if the driver took offered features only,
+	 * in a combination the device accepts
+	 */
 	if ((val & VIRTIO_STAT_FEATURES_OK) &&
 	    !(old & VIRTIO_STAT_FEATURES_OK) &&
 	    ((d->driver_features & ~d->features) ||
-	     !(d->driver_features & (1ULL << VIRTIO_FEAT_VERSION_1))))
+	     !(d->driver_features & (1ULL << VIRTIO_FEAT_VERSION_1)) ||
+	     (d->ops->features_ok &&
+	      !d->ops->features_ok(d, d->driver_features))))
 		val &= ~VIRTIO_STAT_FEATURES_OK;
 	d->status = val;
 	if (d->ops->status)

@@ -99,6 +99,8 @@ struct vdev;
 struct vdev_ops {
 	/* Read @len bytes of the configuration space at @off */
 	void (*cfg_read)(struct vdev *d, uint32_t off, void *buf, uint32_t len);
+	/* Whether the driver's features (offered ones only) go together */
+	bool (*features_ok)(struct vdev *d, uint64_t features);
 	/* The driver wrote the status: 0 is a reset */
 	void (*status)(struct vdev *d, uint32_t old, uint32_t status);
 	/* The driver notified queue @q (MMIO exit, not an ioeventfd) */
