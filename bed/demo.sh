@@ -3,11 +3,13 @@
 # The main job: build (or reuse) the kernel, boot the test VM, and in it
 # start vhost-iommu-vmm (tools/vhost_iommu_vmm), a small KVM VMM that boots
 # the same kernel as an inner guest. The guest's stock virtio-iommu driver
-# talks to a request queue served by /dev/vhost-iommu; the VMM serves the
-# slow path (ATTACH, PROBE, MAP, UNMAP) and translates the DMA of the
-# guest's virtio-rng through those mappings. The guest reads /dev/hwrng; a
-# stray DMA of the device is refused and reported. Every slow-path request
-# is printed, then a table of what went where.
+# talks to a request queue the VMM serves itself (ATTACH, PROBE, MAP, UNMAP);
+# the VMM translates the DMA of the guest's virtio-rng through those
+# mappings. The guest reads /dev/hwrng; a stray DMA of the device is refused
+# and its fault written on the VMM's event queue. /dev/vhost-iommu serves
+# only the fast-path queues of VIRTIO_IOMMU_F_INVALQ, which a stock guest
+# does not negotiate: the VMM takes the device and leaves it idle. Every
+# request is printed, then a table of what went where.
 #
 # bed/demo.sh --smmu: the earlier demo, INVALIDATE served in the kernel for
 # a nested SMMUv3 (tools/testing/selftests/vhost_iommu/vhost_iommu_demo.c).

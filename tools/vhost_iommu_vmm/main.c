@@ -462,20 +462,17 @@ static void usage(const char *prog)
 	       "  -m MIB      guest RAM (default 384)\n"
 	       "  -b N        boot N times: a guest reset reboots it in place\n"
 	       "              (the VMM resets every device) until the last\n"
-	       "  -u          serve the virtio-iommu queues in userspace, not\n"
-	       "              with /dev/vhost-iommu (for comparison)\n"
 	       "  -s SEED     seed of the virtio-rng stream (default 1)\n"
 	       "  -w N        wild DMA: the virtio-rng device also writes to an\n"
 	       "              unmapped IOVA while serving its Nth request\n"
 	       "  -W IOVA     the IOVA of the wild DMA (default 0xdead0000)\n"
-	       "  -v          log every slow-path request\n"
+	       "  -v          log every request of the request queue\n"
 	       "  -t SECS     log the vCPU's progress every SECS seconds\n", prog,
 	       DEFAULT_CMDLINE);
 }
 
 int main(int argc, char **argv)
 {
-	struct viommu_opts vopts = { 0 };
 	struct rng_opts ropts = { .seed = 1, .wild_iova = 0xdead0000 };
 	struct vm vm = { .ram_size = 384ULL << 20, .nr_boots = 1 };
 	struct timespec t0, t1;
@@ -484,7 +481,7 @@ int main(int argc, char **argv)
 	unsigned int progress = 0;
 	int opt, ret;
 
-	while ((opt = getopt(argc, argv, "k:i:a:A:m:b:us:w:W:vt:h")) != -1) {
+	while ((opt = getopt(argc, argv, "k:i:a:A:m:b:s:w:W:vt:h")) != -1) {
 		switch (opt) {
 		case 'k':
 			vm.kernel_path = optarg;
@@ -507,9 +504,6 @@ int main(int argc, char **argv)
 			break;
 		case 'b':
 			vm.nr_boots = strtoul(optarg, NULL, 0);
-			break;
-		case 'u':
-			vopts.userspace = true;
 			break;
 		case 's':
 			ropts.seed = strtoull(optarg, NULL, 0);
@@ -547,17 +541,16 @@ int main(int argc, char **argv)
 	}
 
 	vm_create(&vm);
-	viommu_create(&vm, &vopts);
+	viommu_create(&vm);
 	rng_create(&vm, &ropts);
 	vm_irqfd(&vm, &vm.viommu_dev);
 	vm_irqfd(&vm, &vm.rng_dev);
 	load_images(&vm);
 	vcpu_reset(&vm);	/* now that the entry point is known */
-	vmm_log("RAM %llu MiB at %#llx (%s), virtio-iommu served by %s",
+	vmm_log("RAM %llu MiB at %#llx (%s)",
 		(unsigned long long)vm.ram_size >> 20, RAM_BASE,
 		vm.ram_hugetlb ? "hugetlbfs 2 MiB pages" :
-		"transparent huge pages", vopts.userspace ? "the VMM (userspace)" :
-		"/dev/vhost-iommu");
+		"transparent huge pages");
 
 	if (progress) {
 		struct sigaction sa = { .sa_handler = on_alarm };

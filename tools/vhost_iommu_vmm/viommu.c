@@ -2,20 +2,20 @@
 /*
  * The virtio-iommu device.
  *
- * With /dev/vhost-iommu (the default), the kernel reads the request queue
- * and the event queue: the guest's notifications reach it through ioeventfds
- * and its call eventfd is an irqfd, so a request never exits to this program
- * unless the kernel forwards it on the slow-path channel (the device file):
- * here every request, since no domain is bound to an iommufd vIOMMU. This
- * program reads each request, carries it out on its own tables (domains,
- * endpoints, mappings) and writes the answer back.
+ * This program serves the request queue (0) and the event queue (1) itself,
+ * as the virtio spec has them: the guest's notifications reach its thread
+ * through ioeventfds, its answers go back through an irqfd. It carries out
+ * every request on its own tables (domains, endpoints, mappings), which the
+ * emulated endpoint (virtio-rng) uses to translate its DMA, and writes the
+ * faults of a refused DMA into the guest's event buffers.
  *
- * With -u, this program serves the two queues itself, from the same
- * ioeventfds and irqfd, with the same request code: the comparison point.
- *
- * Either way, the tables are what the emulated endpoint (virtio-rng) uses to
- * translate its DMA, and a refused DMA is reported on the event queue:
- * through VHOST_IOMMU_REPORT_FAULT, or written there directly with -u.
+ * /dev/vhost-iommu serves only the fast-path queues of
+ * VIRTIO_IOMMU_F_INVALQ: 2, the page-request queue, and 3.., the
+ * invalidation queues (vhost indices 0, 1..). When the device file exists
+ * this program takes it (SET_OWNER) and reads what it offers; the guest is
+ * offered F_INVALQ only if this program also serves what the feature needs
+ * (F_ATTACH_TABLE, not yet), and only a guest that negotiated it gets its
+ * queues 2.. handed to the kernel. A stock guest never meets vhost.
  */
 #include <endian.h>
 #include <errno.h>
@@ -40,14 +40,45 @@
 #define MAX_MAPPINGS		4096
 #define MAX_PENDING_FAULTS	64
 #define NR_TYPES		(VIRTIO_IOMMU_T_PAGE_RESP + 1)
-/* Largest device-readable part of the requests served here (PROBE) */
+/* Largest device-readable part of the requests parsed here (PROBE) */
 #define REQ_MAX			128
 
-#define VIOMMU_FEATURES	((1ULL << VIRTIO_FEAT_VERSION_1) |		\
-			 (1ULL << VIRTIO_IOMMU_F_INPUT_RANGE) |		\
-			 (1ULL << VIRTIO_IOMMU_F_DOMAIN_RANGE) |		\
-			 (1ULL << VIRTIO_IOMMU_F_MAP_UNMAP) |		\
-			 (1ULL << VIRTIO_IOMMU_F_PROBE))
+/*
+ * The v2 uAPI (VIRTIO_IOMMU_F_INVALQ, the typed vhost-iommu ioctls), from
+ * the v2 interface agreement, provisional: until the kernel headers carry
+ * it, its numbers here. They are used only after the guest negotiated
+ * F_INVALQ, which is offered only when the kernel offers it (a v1 kernel
+ * does not).
+ */
+#ifndef VIRTIO_IOMMU_F_INVALQ
+#define VIRTIO_IOMMU_F_INVALQ		10
+#define VIOMMU_VHOST_SET_RUNNING	_IOW(VHOST_VIRTIO, 0x54, int)
+#define VIOMMU_VHOST_RESET		_IO(VHOST_VIRTIO, 0x55)
+#else
+#define VIOMMU_VHOST_SET_RUNNING	VHOST_IOMMU_SET_RUNNING
+#define VIOMMU_VHOST_RESET		VHOST_IOMMU_RESET
+#endif
+
+/* The queues: requestq and eventq here, the fast-path queues in vhost */
+#define VQ_REQ			0
+#define VQ_EVENT		1
+#define VQ_FAST			2	/* page requests; 3.. invalidations */
+#define NR_INVALQ		(VQ_MAX - VQ_FAST - 1)
+/* The config field of F_INVALQ: le16 num_invalq */
+#define CFG_NUM_INVALQ		40
+#define CFG_SIZE		42
+
+#define BIT64(n)		(1ULL << (n))
+
+/* What this program serves itself */
+#define VIOMMU_FEATURES	(BIT64(VIRTIO_FEAT_VERSION_1) |			\
+			 BIT64(VIRTIO_IOMMU_F_INPUT_RANGE) |		\
+			 BIT64(VIRTIO_IOMMU_F_DOMAIN_RANGE) |		\
+			 BIT64(VIRTIO_IOMMU_F_MAP_UNMAP) |		\
+			 BIT64(VIRTIO_IOMMU_F_PROBE))
+/* The fast-path features, which only /dev/vhost-iommu serves */
+#define VHOST_FAST_FEATURES	(BIT64(VIRTIO_IOMMU_F_INVALQ) |		\
+				 BIT64(VIRTIO_IOMMU_F_PAGE_REQUEST))
 
 #define PAGE_MASK_4K		0xfffULL
 #define INPUT_END		((1ULL << 48) - 1)
@@ -70,34 +101,34 @@ struct domain {
 struct viommu {
 	struct vm *vm;
 	struct vdev *dev;
-	bool userspace;
 	pthread_mutex_t lock;	/* everything below, and the transport */
 	pthread_t thread;
 	int ctl_fd;		/* wakes the thread */
 	bool quit;
+	bool started;		/* DRIVER_OK seen: requestq and eventq served */
+	int kick_fd[VQ_MAX];	/* ioeventfds of the queues */
 
+	/* /dev/vhost-iommu, or -1; what it offers; its queues handed over */
 	int vhost_fd;
-	bool vhost_owned;
-	bool started;		/* DRIVER_OK seen, queues served */
-	int kick_fd[VQ_MAX];	/* ioeventfds of the two queues */
+	uint64_t vhost_features;
+	bool vhost_running;
 	int err_fd[VQ_MAX];
 
 	struct domain doms[MAX_DOMAINS];
 	int ep_dom;		/* the domain of the rng endpoint, or -1 */
 
-	/* -u: faults waiting for an event buffer */
+	/* Faults waiting for an event buffer */
 	struct virtio_iommu_fault faults[MAX_PENDING_FAULTS];
 	unsigned int nr_faults;
 
 	/* Statistics */
 	uint64_t nr_req[NR_TYPES + 1];	/* the last: unknown types */
 	uint64_t nr_fail[NR_TYPES + 1];
-	uint64_t nr_forwarded, nr_answered;
-	uint64_t nr_unparseable;
+	uint64_t nr_len0;	/* returned unwritten, used length 0 */
 	uint64_t maps_max;
 	uint64_t bytes_read, bytes_written;
 	uint64_t faults_reported, faults_lost, faults_delivered;
-	uint64_t resets;
+	uint64_t resets, vhost_starts;
 	/* Requests the guest posted and got back, summed over device resets */
 	uint64_t posted, returned;
 };
@@ -116,8 +147,22 @@ static const char *const type_names[NR_TYPES + 1] = {
 	[NR_TYPES] = "unknown",
 };
 
-/* The device-readable size of each request served here */
-static uint32_t req_size(uint8_t type)
+static bool negotiated(const struct viommu *vi, unsigned int bit)
+{
+	return vi->dev->driver_features & BIT64(bit);
+}
+
+/*
+ * The device-readable size of a request of @type on the request queue, or
+ * 0 if it is returned unwritten with used length 0: an unknown type, or one
+ * whose feature was not negotiated (as the spec has it for PROBE without
+ * F_PROBE). ATTACH_TABLE is not offered yet. With F_INVALQ, INVALIDATE and
+ * PAGE_RESP travel on the invalidation queues: here they get S_UNSUPP.
+ * Without it, an INVALIDATE is the request queue's (IOMMU_HWPT_INVALIDATE
+ * for a table domain) once F_ATTACH_TABLE is served; PAGE_RESP needs
+ * F_PAGE_REQUEST, which needs F_INVALQ.
+ */
+static uint32_t req_size(const struct viommu *vi, uint8_t type)
 {
 	switch (type) {
 	case VIRTIO_IOMMU_T_ATTACH:
@@ -125,13 +170,22 @@ static uint32_t req_size(uint8_t type)
 	case VIRTIO_IOMMU_T_DETACH:
 		return offsetof(struct virtio_iommu_req_detach, tail);
 	case VIRTIO_IOMMU_T_MAP:
-		return offsetof(struct virtio_iommu_req_map, tail);
+		return negotiated(vi, VIRTIO_IOMMU_F_MAP_UNMAP) ?
+		       offsetof(struct virtio_iommu_req_map, tail) : 0;
 	case VIRTIO_IOMMU_T_UNMAP:
-		return offsetof(struct virtio_iommu_req_unmap, tail);
+		return negotiated(vi, VIRTIO_IOMMU_F_MAP_UNMAP) ?
+		       offsetof(struct virtio_iommu_req_unmap, tail) : 0;
 	case VIRTIO_IOMMU_T_PROBE:
-		return offsetof(struct virtio_iommu_req_probe, properties);
+		return negotiated(vi, VIRTIO_IOMMU_F_PROBE) ?
+		       offsetof(struct virtio_iommu_req_probe, properties) : 0;
+	case VIRTIO_IOMMU_T_INVALIDATE:
+		return negotiated(vi, VIRTIO_IOMMU_F_INVALQ) ?
+		       offsetof(struct virtio_iommu_req_invalidate, tail) : 0;
+	case VIRTIO_IOMMU_T_PAGE_RESP:
+		return negotiated(vi, VIRTIO_IOMMU_F_INVALQ) ?
+		       offsetof(struct virtio_iommu_req_page_resp, tail) : 0;
 	default:
-		return 0;	/* not offered: the guest cannot send it */
+		return 0;
 	}
 }
 
@@ -308,23 +362,18 @@ static uint8_t do_probe(const uint8_t *buf, uint32_t resp_len, uint8_t *props,
 }
 
 /*
- * Carry out one request whose @req_len device-readable bytes are in @req.
- * Return the status; a PROBE also fills @payload. Under the lock.
+ * Carry out one request whose req_size() device-readable bytes are in @req,
+ * with @resp_len writable bytes. Return the status; a PROBE also fills
+ * @payload. Under the lock.
  */
 static uint8_t viommu_request(struct viommu *vi, const uint8_t *req,
-			      uint32_t req_len, uint32_t resp_len,
-			      uint8_t *payload, uint32_t *payload_len)
+			      uint32_t resp_len, uint8_t *payload,
+			      uint32_t *payload_len)
 {
 	uint8_t type = req[0];
 	uint8_t status;
 
 	*payload_len = 0;
-	if (!req_size(type) || req_len < req_size(type)) {
-		/* The kernel forwards only what the negotiated features allow */
-		vi->nr_req[NR_TYPES]++;
-		vi->nr_fail[NR_TYPES]++;
-		return VIRTIO_IOMMU_S_INVAL;
-	}
 	vi->nr_req[type]++;
 	switch (type) {
 	case VIRTIO_IOMMU_T_ATTACH:
@@ -339,8 +388,12 @@ static uint8_t viommu_request(struct viommu *vi, const uint8_t *req,
 	case VIRTIO_IOMMU_T_UNMAP:
 		status = do_unmap(vi, req);
 		break;
-	default:
+	case VIRTIO_IOMMU_T_PROBE:
 		status = do_probe(req, resp_len, payload, payload_len);
+		break;
+	default:
+		/* INVALIDATE, PAGE_RESP with F_INVALQ: not on this queue */
+		status = VIRTIO_IOMMU_S_UNSUPP;
 		break;
 	}
 	if (status)
@@ -373,8 +426,6 @@ static uint8_t viommu_request(struct viommu *vi, const uint8_t *req,
 	return status;
 }
 
-/* ---- Faults ---- */
-
 /* ---- The device's own accesses: guest physical ---- */
 
 static int gpa_rw(void *ctx, uint64_t addr, void *buf, size_t len, bool write)
@@ -393,10 +444,12 @@ static int gpa_rw(void *ctx, uint64_t addr, void *buf, size_t len, bool write)
 /* The device's own accesses (rings, requests) are guest physical */
 static struct dma_ops gpa_dma = { .rw = gpa_rw };
 
-/* -u: write waiting faults into the guest's event buffers. Under the lock. */
-static void userspace_flush_faults(struct viommu *vi)
+/* ---- Faults, on the event queue ---- */
+
+/* Write waiting faults into the guest's event buffers. Under the lock. */
+static void flush_faults(struct viommu *vi)
 {
-	struct vq *q = &vi->dev->vqs[1];
+	struct vq *q = &vi->dev->vqs[VQ_EVENT];
 	struct chain c;
 	bool added = false;
 
@@ -430,26 +483,13 @@ static void report_fault(struct viommu *vi, uint8_t reason, uint32_t ep,
 	uint32_t flags = VIRTIO_IOMMU_FAULT_F_ADDRESS |
 			 (write ? VIRTIO_IOMMU_FAULT_F_WRITE :
 			  VIRTIO_IOMMU_FAULT_F_READ);
-	struct vhost_iommu_fault cmd = {
-		.size = sizeof(cmd),
-		.reason = reason,
-		.fault_flags = flags,
-		.endpoint = ep,
-		.address = iova,
-	};
 
 	vi->faults_reported++;
 	vmm_log("refused %s of endpoint %u at IOVA %#llx (%s): reported",
 		write ? "DMA write" : "DMA read", ep, (unsigned long long)iova,
 		reason == VIRTIO_IOMMU_FAULT_R_DOMAIN ? "no domain" :
 		"not mapped");
-	if (!vi->userspace) {
-		if (ioctl(vi->vhost_fd, VHOST_IOMMU_REPORT_FAULT, &cmd)) {
-			vi->faults_lost++;
-			vmm_log("VHOST_IOMMU_REPORT_FAULT: %s", strerror(errno));
-		}
-		return;
-	}
+	/* No buffer for long: the spec lets the device drop the event */
 	if (vi->nr_faults == MAX_PENDING_FAULTS) {
 		vi->faults_lost++;
 		return;
@@ -460,7 +500,7 @@ static void report_fault(struct viommu *vi, uint8_t reason, uint32_t ep,
 		.endpoint = htole32(ep),
 		.address = htole64(iova),
 	};
-	userspace_flush_faults(vi);
+	flush_faults(vi);
 }
 
 /* ---- DMA of the endpoints ---- */
@@ -550,10 +590,10 @@ bool viommu_is_mapped(struct vm *vm, uint32_t ep, uint64_t iova)
 	return ret;
 }
 
-/* ---- -u: the request queue served here ---- */
+/* ---- The request queue ---- */
 
 /* Serve one chain: gather, carry out, scatter. Return the used length. */
-static uint32_t userspace_serve(struct viommu *vi, const struct chain *c)
+static uint32_t serve(struct viommu *vi, const struct chain *c)
 {
 	uint8_t req[REQ_MAX] = { 0 }, payload[PROBE_SIZE];
 	uint32_t req_len = 0, resp_len = 0, payload_len, off;
@@ -580,13 +620,19 @@ static uint32_t userspace_serve(struct viommu *vi, const struct chain *c)
 			req_len += n;
 		}
 	}
-	/* As the kernel: unparseable, unknown or not negotiated: length 0 */
+	/* Unparseable, unknown type or not negotiated: used length 0 */
 	if (req_len < sizeof(struct virtio_iommu_req_head) ||
-	    resp_len < sizeof(tail) || !req_size(req[0])) {
-		vi->nr_unparseable++;
+	    resp_len < sizeof(tail) || !req_size(vi, req[0]) ||
+	    req_len < req_size(vi, req[0])) {
+		unsigned int t = req_len && req[0] && req[0] < NR_TYPES ?
+				 req[0] : NR_TYPES;
+
+		vi->nr_req[t]++;
+		vi->nr_fail[t]++;
+		vi->nr_len0++;
 		return 0;
 	}
-	tail.status = viommu_request(vi, req, req_len, resp_len, payload,
+	tail.status = viommu_request(vi, req, resp_len, payload,
 				     &payload_len);
 
 	/* The payload, then the tail, from the start of the writable part */
@@ -612,9 +658,9 @@ static uint32_t userspace_serve(struct viommu *vi, const struct chain *c)
 	return payload_len + sizeof(tail);
 }
 
-static void userspace_req_queue(struct viommu *vi)
+static void serve_req_queue(struct viommu *vi)
 {
-	struct vq *q = &vi->dev->vqs[0];
+	struct vq *q = &vi->dev->vqs[VQ_REQ];
 	bool added = false;
 	struct chain c;
 	int ret;
@@ -626,62 +672,34 @@ static void userspace_req_queue(struct viommu *vi)
 			q->ready = false;
 			break;
 		}
-		vq_push(&gpa_dma, q, c.head, userspace_serve(vi, &c));
+		vq_push(&gpa_dma, q, c.head, serve(vi, &c));
 		added = true;
 	}
 	if (added && vq_wants_irq(&gpa_dma, q))
 		vdev_irq(vi->dev);
 }
 
-/* ---- vhost: the slow-path channel ---- */
+/* ---- /dev/vhost-iommu: the fast-path queues ---- */
 
-static void vhost_serve_channel(struct viommu *vi)
+/*
+ * The guest is offered a fast-path feature only if the kernel serves it
+ * and this program serves what it requires: F_INVALQ requires
+ * F_ATTACH_TABLE (not served here yet), F_PAGE_REQUEST requires F_INVALQ.
+ * Transport features (EVENT_IDX, INDIRECT_DESC) would apply to the queues
+ * served here too: not offered.
+ */
+static uint64_t offered_features(const struct viommu *vi)
 {
-	struct {
-		struct vhost_iommu_resp_msg hdr;
-		uint8_t payload[PROBE_SIZE];
-	} resp;
-	struct vhost_iommu_req_msg msg;
-	uint32_t payload_len;
-	ssize_t ret;
+	uint64_t f = VIOMMU_FEATURES;
 
-	/* A bounded batch: the vCPU thread may want the lock too */
-	for (int n = 0; n < 64; n++) {
-		ret = read(vi->vhost_fd, &msg, sizeof(msg));
-		if (ret < 0) {
-			if (errno != EAGAIN)
-				vmm_log("channel read: %s", strerror(errno));
-			return;
-		}
-		if (ret != sizeof(msg) || msg.version != VHOST_IOMMU_MSG_VERSION ||
-		    msg.type != VHOST_IOMMU_MSG_REQUEST)
-			die("channel: unexpected message (%zd bytes)", ret);
-		vi->nr_forwarded++;
-		memset(&resp.hdr, 0, sizeof(resp.hdr));
-		resp.hdr.status = viommu_request(vi, msg.req,
-						 msg.req_len, msg.resp_len,
-						 resp.payload, &payload_len);
-		resp.hdr.size = sizeof(resp.hdr);
-		resp.hdr.version = VHOST_IOMMU_MSG_VERSION;
-		resp.hdr.type = VHOST_IOMMU_MSG_RESPONSE;
-		resp.hdr.cookie = msg.cookie;
-		resp.hdr.payload_len = payload_len;
-		ret = write(vi->vhost_fd, &resp, sizeof(resp.hdr) + payload_len);
-		if (ret != (ssize_t)(sizeof(resp.hdr) + payload_len))
-			vmm_log("channel write: %s", strerror(errno));
-		else
-			vi->nr_answered++;
-	}
+	if (vi->vhost_fd < 0 ||
+	    !(vi->vhost_features & BIT64(VIRTIO_IOMMU_F_INVALQ)) ||
+	    !(f & BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE)))
+		return f;
+	return f | (vi->vhost_features & VHOST_FAST_FEATURES);
 }
 
-static void vhost_ioctl(struct viommu *vi, unsigned long req, void *arg,
-			const char *name)
-{
-	if (ioctl(vi->vhost_fd, req, arg))
-		die("%s: %s", name, strerror(errno));
-}
-
-/* A guest's ring layout the kernel refuses: the device needs a reset */
+/* A guest's ring layout or a state the kernel refuses: a device reset */
 static bool vhost_try(struct viommu *vi, unsigned long req, void *arg,
 		      const char *name)
 {
@@ -692,7 +710,11 @@ static bool vhost_try(struct viommu *vi, unsigned long req, void *arg,
 	return false;
 }
 
-/* DRIVER_OK: hand the two queues to the kernel. Under the lock. */
+/*
+ * DRIVER_OK with F_INVALQ: hand the queues VQ_FAST.. the driver set up to
+ * the kernel (vhost index q - VQ_FAST); a queue left without a ring is not
+ * served. Under the lock.
+ */
 static void vhost_start(struct viommu *vi)
 {
 	struct vm *vm = vi->vm;
@@ -707,21 +729,24 @@ static void vhost_start(struct viommu *vi)
 			.userspace_addr = (uintptr_t)vm->ram,
 		},
 	};
-	struct vhost_iommu_running run = { .size = sizeof(run), .running = 1 };
-	uint64_t features = vi->dev->driver_features;
+	uint64_t features = vi->dev->driver_features & vi->vhost_features;
+	int running = 1;
 
-	if (!vi->vhost_owned) {
-		vhost_ioctl(vi, VHOST_SET_OWNER, NULL, "VHOST_SET_OWNER");
-		vi->vhost_owned = true;
-	}
-	if (!vhost_try(vi, VHOST_SET_FEATURES, &features, "SET_FEATURES"))
+	/* From here the kernel may hold state: a reset must drop it */
+	vi->vhost_running = true;
+	vi->vhost_starts++;
+	/* Its call eventfd is the irqfd: report "used buffer" on every read */
+	vi->dev->int_always = true;
+	if (!vhost_try(vi, VHOST_SET_FEATURES, &features, "VHOST_SET_FEATURES") ||
+	    !vhost_try(vi, VHOST_SET_MEM_TABLE, &table, "VHOST_SET_MEM_TABLE"))
 		return;
-	vhost_ioctl(vi, VHOST_SET_MEM_TABLE, &table, "VHOST_SET_MEM_TABLE");
-	for (unsigned int i = 0; i < VQ_MAX; i++) {
+	for (unsigned int i = VQ_FAST; i < vi->dev->nr_vqs; i++) {
 		struct vq *q = &vi->dev->vqs[i];
-		struct vhost_vring_state state = { .index = i, .num = q->num };
+		struct vhost_vring_state state = {
+			.index = i - VQ_FAST, .num = q->num,
+		};
 		struct vhost_vring_addr addr = {
-			.index = i,
+			.index = i - VQ_FAST,
 			.desc_user_addr = (uintptr_t)gpa_to_hva(vm, q->desc,
 								16 * q->num),
 			.avail_user_addr = (uintptr_t)gpa_to_hva(vm, q->avail,
@@ -729,30 +754,69 @@ static void vhost_start(struct viommu *vi)
 			.used_user_addr = (uintptr_t)gpa_to_hva(vm, q->used,
 								6 + 8 * q->num),
 		};
-		struct vhost_vring_file file = { .index = i };
+		struct vhost_vring_file kick = {
+			.index = i - VQ_FAST, .fd = vi->kick_fd[i],
+		};
+		struct vhost_vring_file call = {
+			.index = i - VQ_FAST, .fd = vi->dev->irq_fd,
+		};
+		struct vhost_vring_file err = {
+			.index = i - VQ_FAST, .fd = vi->err_fd[i],
+		};
 
-		if (!q->ready || !addr.desc_user_addr ||
-		    !addr.avail_user_addr || !addr.used_user_addr) {
-			vmm_log("queue %u not usable: virtio-iommu needs a reset",
+		if (!q->ready)
+			continue;
+		if (!addr.desc_user_addr || !addr.avail_user_addr ||
+		    !addr.used_user_addr) {
+			vmm_log("queue %u outside RAM: virtio-iommu needs a reset",
 				i);
 			vi->dev->status |= VIRTIO_STAT_NEEDS_RESET;
 			return;
 		}
-		vhost_ioctl(vi, VHOST_SET_VRING_NUM, &state, "SET_VRING_NUM");
-		state.num = 0;
-		vhost_ioctl(vi, VHOST_SET_VRING_BASE, &state, "SET_VRING_BASE");
-		if (!vhost_try(vi, VHOST_SET_VRING_ADDR, &addr, "SET_VRING_ADDR"))
+		if (!vhost_try(vi, VHOST_SET_VRING_NUM, &state, "SET_VRING_NUM"))
 			return;
-		file.fd = vi->kick_fd[i];
-		vhost_ioctl(vi, VHOST_SET_VRING_KICK, &file, "SET_VRING_KICK");
-		file.fd = vi->dev->irq_fd;
-		vhost_ioctl(vi, VHOST_SET_VRING_CALL, &file, "SET_VRING_CALL");
-		file.fd = vi->err_fd[i];
-		vhost_ioctl(vi, VHOST_SET_VRING_ERR, &file, "SET_VRING_ERR");
+		state.num = 0;
+		if (!vhost_try(vi, VHOST_SET_VRING_BASE, &state, "SET_VRING_BASE") ||
+		    !vhost_try(vi, VHOST_SET_VRING_ADDR, &addr, "SET_VRING_ADDR") ||
+		    !vhost_try(vi, VHOST_SET_VRING_KICK, &kick, "SET_VRING_KICK") ||
+		    !vhost_try(vi, VHOST_SET_VRING_CALL, &call, "SET_VRING_CALL") ||
+		    !vhost_try(vi, VHOST_SET_VRING_ERR, &err, "SET_VRING_ERR"))
+			return;
 	}
-	if (!vhost_try(vi, VHOST_IOMMU_SET_RUNNING, &run, "SET_RUNNING"))
+	vhost_try(vi, VIOMMU_VHOST_SET_RUNNING, &running, "SET_RUNNING");
+}
+
+/*
+ * Virtio reset: the kernel stops, drops every binding and answers its held
+ * page-request groups INVALID; owner, memory table and workers stay. Under
+ * the lock.
+ */
+static void vhost_reset(struct viommu *vi)
+{
+	if (!vi->vhost_running)
 		return;
-	vi->started = true;
+	if (ioctl(vi->vhost_fd, VIOMMU_VHOST_RESET))
+		die("VHOST_IOMMU_RESET: %s", strerror(errno));
+	vi->vhost_running = false;
+	vi->dev->int_always = false;
+}
+
+/* Take /dev/vhost-iommu if there is one, and read what it offers */
+static void vhost_open(struct viommu *vi)
+{
+	vi->vhost_fd = open("/dev/vhost-iommu", O_RDWR | O_CLOEXEC);
+	if (vi->vhost_fd < 0) {
+		vmm_log("/dev/vhost-iommu: %s: no fast-path queues",
+			strerror(errno));
+		return;
+	}
+	if (ioctl(vi->vhost_fd, VHOST_SET_OWNER) ||
+	    ioctl(vi->vhost_fd, VHOST_GET_FEATURES, &vi->vhost_features)) {
+		vmm_log("/dev/vhost-iommu: %s: no fast-path queues",
+			strerror(errno));
+		close(vi->vhost_fd);
+		vi->vhost_fd = -1;
+	}
 }
 
 /* ---- The device ---- */
@@ -763,7 +827,7 @@ static void vhost_start(struct viommu *vi)
  */
 static void account_queue(struct viommu *vi)
 {
-	struct vq *q = &vi->dev->vqs[0];
+	struct vq *q = &vi->dev->vqs[VQ_REQ];
 	uint16_t avail, used;
 
 	if (!vi->started || gpa_rw(vi->vm, q->avail + 2, &avail, 2, false) ||
@@ -773,16 +837,12 @@ static void account_queue(struct viommu *vi)
 	vi->returned += used;
 }
 
-/* Reset: forget every domain and mapping. Under the lock. */
+/* Reset: forget every domain, mapping and waiting fault. Under the lock. */
 static void viommu_dev_reset(struct viommu *vi)
 {
 	account_queue(vi);
 	vi->started = false;
-	if (!vi->userspace && vi->vhost_owned) {
-		/* Drops pending requests, bindings and waiting faults */
-		vhost_ioctl(vi, VHOST_RESET_OWNER, NULL, "VHOST_RESET_OWNER");
-		vi->vhost_owned = false;
-	}
+	vhost_reset(vi);
 	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
 		if (vi->doms[i].used)
 			domain_free(&vi->doms[i]);
@@ -794,6 +854,7 @@ static void viommu_dev_reset(struct viommu *vi)
 static void viommu_status(struct vdev *d, uint32_t old, uint32_t status)
 {
 	struct viommu *vi = d->priv;
+	bool fast = negotiated(vi, VIRTIO_IOMMU_F_INVALQ);
 
 	if (!status) {
 		if (old)
@@ -803,17 +864,15 @@ static void viommu_status(struct vdev *d, uint32_t old, uint32_t status)
 	if (!(status & VIRTIO_STAT_DRIVER_OK) ||
 	    (old & VIRTIO_STAT_DRIVER_OK))
 		return;
-	if (vi->userspace) {
-		vi->started = true;
-		/* Notifications before DRIVER_OK wait in the eventfds */
-		eventfd_write(vi->ctl_fd, 1);
-	} else {
+	vi->started = true;
+	/* Notifications before DRIVER_OK wait in the eventfds */
+	eventfd_write(vi->ctl_fd, 1);
+	if (fast)
 		vhost_start(vi);
-	}
-	vmm_log("virtio-iommu: driver ready (features %#llx), %s",
+	vmm_log("virtio-iommu: driver ready (features %#llx), requestq and eventq served by the VMM, %s",
 		(unsigned long long)d->driver_features,
-		vi->userspace ? "queues served here" :
-		"queues served by /dev/vhost-iommu");
+		fast ? "fast-path queues by /dev/vhost-iommu" :
+		"no fast-path queue (F_INVALQ not negotiated)");
 }
 
 static void viommu_cfg_read(struct vdev *d, uint32_t off, void *buf,
@@ -827,14 +886,30 @@ static void viommu_cfg_read(struct vdev *d, uint32_t off, void *buf,
 		.domain_range.end = htole32(DOMAIN_LAST),
 		.probe_size = htole32(PROBE_SIZE),
 	};
+	uint8_t space[CFG_SIZE] = { 0 };
+	uint16_t num_invalq = htole16(NR_INVALQ);
 
+	memcpy(space, &cfg, CFG_NUM_INVALQ);
+	if (d->features & BIT64(VIRTIO_IOMMU_F_INVALQ))
+		memcpy(space + CFG_NUM_INVALQ, &num_invalq, 2);
 	memset(buf, 0, len);
-	if (off < sizeof(cfg) && len <= sizeof(cfg) - off)
-		memcpy(buf, (uint8_t *)&cfg + off, len);
+	if (off < sizeof(space) && len <= sizeof(space) - off)
+		memcpy(buf, space + off, len);
+}
+
+/* F_INVALQ requires F_ATTACH_TABLE, F_PAGE_REQUEST requires F_INVALQ */
+static bool viommu_features_ok(struct vdev *d, uint64_t f)
+{
+	if ((f & BIT64(VIRTIO_IOMMU_F_INVALQ)) &&
+	    !(f & BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE)))
+		return false;
+	return !(f & BIT64(VIRTIO_IOMMU_F_PAGE_REQUEST)) ||
+	       (f & BIT64(VIRTIO_IOMMU_F_INVALQ));
 }
 
 static const struct vdev_ops viommu_ops = {
 	.cfg_read = viommu_cfg_read,
+	.features_ok = viommu_features_ok,
 	.status = viommu_status,
 };
 
@@ -860,82 +935,73 @@ static void drain(int fd)
 	eventfd_read(fd, &v);
 }
 
+/*
+ * The requestq and eventq notifications, and the error eventfds of the
+ * queues the kernel serves
+ */
 static void *viommu_thread(void *arg)
 {
 	struct viommu *vi = arg;
-	struct pollfd p[1 + 2 * VQ_MAX];
+	unsigned int nr_vqs = vi->dev->nr_vqs;
+	struct pollfd p[1 + VQ_MAX];
 
+	p[0] = (struct pollfd){ .fd = vi->ctl_fd, .events = POLLIN };
+	p[1 + VQ_REQ] = (struct pollfd){ .fd = vi->kick_fd[VQ_REQ],
+					 .events = POLLIN };
+	p[1 + VQ_EVENT] = (struct pollfd){ .fd = vi->kick_fd[VQ_EVENT],
+					   .events = POLLIN };
+	for (unsigned int i = VQ_FAST; i < nr_vqs; i++)
+		p[1 + i] = (struct pollfd){ .fd = vi->err_fd[i],
+					    .events = POLLIN };
 	for (;;) {
-		unsigned int n = 0;
-
-		p[n++] = (struct pollfd){ .fd = vi->ctl_fd, .events = POLLIN };
-		if (vi->userspace) {
-			for (int i = 0; i < VQ_MAX; i++)
-				p[n++] = (struct pollfd){ .fd = vi->kick_fd[i],
-							  .events = POLLIN };
-		} else {
-			p[n++] = (struct pollfd){ .fd = vi->vhost_fd,
-						  .events = POLLIN };
-			for (int i = 0; i < VQ_MAX; i++)
-				p[n++] = (struct pollfd){ .fd = vi->err_fd[i],
-							  .events = POLLIN };
-		}
-		if (poll(p, n, -1) < 0) {
+		if (poll(p, 1 + nr_vqs, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			die("poll: %s", strerror(errno));
 		}
-		if (p[0].revents)
-			drain(vi->ctl_fd);
+		for (unsigned int i = 0; i < 1 + nr_vqs; i++)
+			if (p[i].revents)
+				drain(p[i].fd);
 		pthread_mutex_lock(&vi->lock);
 		if (vi->quit) {
 			pthread_mutex_unlock(&vi->lock);
 			return NULL;
 		}
-		if (vi->userspace) {
-			if (p[1].revents)
-				drain(vi->kick_fd[0]);
-			if (p[2].revents)
-				drain(vi->kick_fd[1]);
-			/* After a wakeup (start) too: kicks may predate it */
-			userspace_req_queue(vi);
-			userspace_flush_faults(vi);
-		} else {
-			if (p[1].revents & POLLIN)
-				vhost_serve_channel(vi);
-			for (int i = 0; i < VQ_MAX; i++) {
-				if (p[2 + i].revents) {
-					drain(vi->err_fd[i]);
-					vmm_log("vhost: error on queue %d", i);
-				}
-			}
+		for (unsigned int i = VQ_FAST; i < nr_vqs; i++)
+			if (p[1 + i].revents)
+				vmm_log("vhost: error on queue %u", i);
+		/* After a wakeup (start) too: kicks may predate it */
+		if (vi->started) {
+			serve_req_queue(vi);
+			flush_faults(vi);
 		}
 		pthread_mutex_unlock(&vi->lock);
 	}
 }
 
-void viommu_create(struct vm *vm, const struct viommu_opts *opts)
+void viommu_create(struct vm *vm)
 {
 	struct viommu *vi = &viommu;
-	struct vhost_iommu_info info = { .size = sizeof(info) };
-	uint64_t offered;
+	unsigned int nr_vqs;
+	uint64_t features;
 
 	vi->vm = vm;
 	gpa_dma.ctx = vm;
 	vi->dev = &vm->viommu_dev;
-	vi->userspace = opts->userspace;
 	vi->ep_dom = -1;
-	vi->vhost_fd = -1;
 	pthread_mutex_init(&vi->lock, NULL);
+	vhost_open(vi);
+	features = offered_features(vi);
+	/* The fast-path queues exist only with the feature that adds them */
+	nr_vqs = features & BIT64(VIRTIO_IOMMU_F_INVALQ) ? VQ_MAX : VQ_FAST;
 	vdev_init(vi->dev, vm, "virtio-iommu", VIRTIO_MMIO_BASE, VIOMMU_SPI,
-		  VIOMMU_DEVICE_ID, VIOMMU_FEATURES, VQ_MAX, &viommu_ops, vi);
-	vi->dev->int_always = true;
+		  VIOMMU_DEVICE_ID, features, nr_vqs, &viommu_ops, vi);
 	vi->ctl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vi->ctl_fd < 0)
 		die("eventfd: %s", strerror(errno));
 
-	/* The queue notifications never exit to us: one ioeventfd each */
-	for (unsigned int i = 0; i < VQ_MAX; i++) {
+	/* The queue notifications never exit to the vCPU loop */
+	for (unsigned int i = 0; i < nr_vqs; i++) {
 		struct kvm_ioeventfd ioev = {
 			.datamatch = i,
 			.addr = VIRTIO_MMIO_BASE + 0x50,	/* QueueNotify */
@@ -951,26 +1017,14 @@ void viommu_create(struct vm *vm, const struct viommu_opts *opts)
 		if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev))
 			die("KVM_IOEVENTFD: %s", strerror(errno));
 	}
-
-	if (!vi->userspace) {
-		vi->vhost_fd = open("/dev/vhost-iommu",
-				    O_RDWR | O_NONBLOCK | O_CLOEXEC);
-		if (vi->vhost_fd < 0)
-			die("/dev/vhost-iommu: %s", strerror(errno));
-		vhost_ioctl(vi, VHOST_SET_OWNER, NULL, "VHOST_SET_OWNER");
-		vi->vhost_owned = true;
-		vhost_ioctl(vi, VHOST_GET_FEATURES, &offered,
-			    "VHOST_GET_FEATURES");
-		/* Offer the guest what both the kernel and this VMM do */
-		vi->dev->features &= offered;
-		vhost_ioctl(vi, VHOST_IOMMU_GET_INFO, &info,
-			    "VHOST_IOMMU_GET_INFO");
-		if (info.out_channel_version != VHOST_IOMMU_MSG_VERSION ||
-		    info.out_req_msg_size != sizeof(struct vhost_iommu_req_msg) ||
-		    info.out_resp_payload_max < PROBE_SIZE)
-			die("unexpected vhost-iommu channel (version %u)",
-			    info.out_channel_version);
-	}
+	if (vi->vhost_fd >= 0)
+		vmm_log("/dev/vhost-iommu: features %#llx; %s",
+			(unsigned long long)vi->vhost_features,
+			features & BIT64(VIRTIO_IOMMU_F_INVALQ) ?
+			"F_INVALQ offered to the guest" :
+			!(vi->vhost_features & BIT64(VIRTIO_IOMMU_F_INVALQ)) ?
+			"no F_INVALQ: no fast-path queues" :
+			"F_INVALQ not offered (needs ATTACH_TABLE in the VMM)");
 	if (pthread_create(&vi->thread, NULL, viommu_thread, vi))
 		die("pthread_create");
 }
@@ -981,6 +1035,7 @@ void viommu_destroy(struct vm *vm)
 
 	pthread_mutex_lock(&vi->lock);
 	vi->quit = true;
+	vhost_reset(vi);
 	pthread_mutex_unlock(&vi->lock);
 	eventfd_write(vi->ctl_fd, 1);
 	pthread_join(vi->thread, NULL);
@@ -1002,9 +1057,7 @@ void viommu_print_stats(struct vm *vm)
 	vmm_log("request queue: %llu requests posted by the guest, %llu returned to it",
 		(unsigned long long)vi->posted,
 		(unsigned long long)vi->returned);
-	vmm_log("virtio-iommu requests (%s):", vi->userspace ?
-		"served by the VMM from the queue" :
-		"forwarded by /dev/vhost-iommu to the VMM");
+	vmm_log("virtio-iommu requests (served by the VMM from its request queue):");
 	for (unsigned int t = 1; t <= NR_TYPES; t++) {
 		if (!vi->nr_req[t])
 			continue;
@@ -1014,13 +1067,15 @@ void viommu_print_stats(struct vm *vm)
 		total += vi->nr_req[t];
 	}
 	vmm_log("  total      %10llu", (unsigned long long)total);
-	if (!vi->userspace)
-		vmm_log("channel: %llu read, %llu answered",
-			(unsigned long long)vi->nr_forwarded,
-			(unsigned long long)vi->nr_answered);
+	vmm_log("request queue: %llu returned unwritten (used length 0: malformed, unknown type or feature not negotiated)",
+		(unsigned long long)vi->nr_len0);
+	if (vi->vhost_fd < 0)
+		vmm_log("fast-path queues: none (no /dev/vhost-iommu)");
 	else
-		vmm_log("queue: %llu unparseable", (unsigned long long)
-			vi->nr_unparseable);
+		vmm_log("fast-path queues: handed to /dev/vhost-iommu %llu times (F_INVALQ %s)",
+			(unsigned long long)vi->vhost_starts,
+			vi->dev->features & BIT64(VIRTIO_IOMMU_F_INVALQ) ?
+			"offered" : "not offered");
 	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
 		maps += vi->doms[i].nr_maps;
 	vmm_log("mappings: %llu now, at most %llu in a domain; endpoint %u in domain %d",
@@ -1029,9 +1084,10 @@ void viommu_print_stats(struct vm *vm)
 	vmm_log("endpoint DMA through the mappings: %llu bytes read, %llu bytes written",
 		(unsigned long long)vi->bytes_read,
 		(unsigned long long)vi->bytes_written);
-	vmm_log("faults: %llu reported, %llu lost; device resets: %llu",
+	vmm_log("faults: %llu reported, %llu lost, %llu written to the event queue; device resets: %llu",
 		(unsigned long long)vi->faults_reported,
 		(unsigned long long)vi->faults_lost,
+		(unsigned long long)vi->faults_delivered,
 		(unsigned long long)vi->resets);
 	pthread_mutex_unlock(&vi->lock);
 }

@@ -128,9 +128,10 @@ static uint32_t vdev_read(struct vdev *d, uint64_t off)
 		return q ? q->ready : 0;
 	case REG_INT_STATUS:
 		/*
-		 * vhost signals its call eventfd, wired straight to the GIC as
-		 * an irqfd: this code never sees the interrupt, so it reports
-		 * "used buffer" whenever asked and the driver scans its queues.
+		 * When vhost serves queues, it signals the call eventfd, wired
+		 * straight to the GIC as an irqfd: this code never sees the
+		 * interrupt, so it reports "used buffer" whenever asked and
+		 * the driver scans its queues.
 		 */
 		if (d->int_always)
 			return INT_VRING;
@@ -167,11 +168,16 @@ static void vdev_set_status(struct vdev *d, uint32_t val)
 		vdev_reset(d);
 		return;
 	}
-	/* FEATURES_OK sticks only if the driver took offered features only */
+	/*
+	 * FEATURES_OK sticks only if the driver took offered features only,
+	 * in a combination the device accepts
+	 */
 	if ((val & VIRTIO_STAT_FEATURES_OK) &&
 	    !(old & VIRTIO_STAT_FEATURES_OK) &&
 	    ((d->driver_features & ~d->features) ||
-	     !(d->driver_features & (1ULL << VIRTIO_FEAT_VERSION_1))))
+	     !(d->driver_features & (1ULL << VIRTIO_FEAT_VERSION_1)) ||
+	     (d->ops->features_ok &&
+	      !d->ops->features_ok(d, d->driver_features))))
 		val &= ~VIRTIO_STAT_FEATURES_OK;
 	d->status = val;
 	if (d->ops->status)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * vhost-iommu-vmm: a small KVM VMM for arm64 that boots a Linux guest whose
- * virtio-iommu request queue is served by /dev/vhost-iommu.
+ * virtio-iommu is served by this program, the fast-path queues of
+ * VIRTIO_IOMMU_F_INVALQ by /dev/vhost-iommu.
  *
  * The machine (guest physical addresses):
  *   0x08000000  GICv3 distributor (in-kernel vGIC), 64 KiB
@@ -50,7 +51,12 @@
 #define VIRTIO_FEAT_VERSION_1	32
 #define VIRTIO_FEAT_ACCESS_PLATFORM 33
 
-#define VQ_MAX			2
+/*
+ * The most queues of a device: the virtio-iommu's requestq and eventq, and
+ * with VIRTIO_IOMMU_F_INVALQ its page-request queue and one invalidation
+ * queue (one per vCPU)
+ */
+#define VQ_MAX			4
 #define VQ_SIZE			64
 #define CHAIN_MAX		16
 
@@ -93,6 +99,8 @@ struct vdev;
 struct vdev_ops {
 	/* Read @len bytes of the configuration space at @off */
 	void (*cfg_read)(struct vdev *d, uint32_t off, void *buf, uint32_t len);
+	/* Whether the driver's features (offered ones only) go together */
+	bool (*features_ok)(struct vdev *d, uint64_t features);
 	/* The driver wrote the status: 0 is a reset */
 	void (*status)(struct vdev *d, uint32_t old, uint32_t status);
 	/* The driver notified queue @q (MMIO exit, not an ioeventfd) */
@@ -163,11 +171,7 @@ int vq_push(const struct dma_ops *dma, struct vq *q, uint16_t head,
 bool vq_wants_irq(const struct dma_ops *dma, struct vq *q);
 
 /* viommu.c */
-struct viommu_opts {
-	bool userspace;		/* serve the request queue here, no vhost */
-};
-
-void viommu_create(struct vm *vm, const struct viommu_opts *opts);
+void viommu_create(struct vm *vm);
 void viommu_destroy(struct vm *vm);
 void viommu_reset(struct vm *vm);
 void viommu_mmio(struct vm *vm, uint64_t off, uint8_t *data, uint32_t len,
