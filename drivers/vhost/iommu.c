@@ -27,6 +27,9 @@
 
 #include "iommu.h"
 
+#define CREATE_TRACE_POINTS
+#include "iommu_trace.h"
+
 /* Work per worker pass, so that one queue does not starve the others */
 #define VHOST_IOMMU_WEIGHT	0x80000
 #define VHOST_IOMMU_PKT_WEIGHT	256
@@ -95,7 +98,8 @@ static void vhost_iommu_complete(struct vhost_virtqueue *vq,
  * Hand the entries from @first on to the driver in one call. @ok: the end of
  * the entries it handled. Return its error.
  */
-static int vhost_iommu_invalidate(struct vhost_iommu_invalq *q,
+static int vhost_iommu_invalidate(struct vhost_iommu *v,
+				  struct vhost_iommu_invalq *q,
 				  unsigned int first, unsigned int *ok)
 {
 	u32 left = q->nr_entries - first;
@@ -109,6 +113,8 @@ static int vhost_iommu_invalidate(struct vhost_iommu_invalq *q,
 	err = iommufd_viommu_invalidate_virtio(q->viommu, &q->entries[first],
 					       &num);
 	*ok = first + (err ? min(num, left) : left);
+	trace_vhost_iommu_invalidate(VHOST_IOMMU_VQ_INVAL + (q - v->invalqs),
+				     left, *ok - first, err);
 	return err;
 }
 
@@ -131,7 +137,7 @@ static void vhost_iommu_flush(struct vhost_iommu *v,
 		if (r->act == VHOST_IOMMU_INVAL) {
 			/* Not handed yet: hand it and everything behind it */
 			if (r->first >= sent) {
-				err = vhost_iommu_invalidate(q, r->first, &ok);
+				err = vhost_iommu_invalidate(v, q, r->first, &ok);
 				sent = q->nr_entries;
 			}
 			if (r->first + r->nr <= ok) {

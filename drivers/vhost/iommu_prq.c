@@ -15,6 +15,7 @@
 #include <linux/uio.h>
 
 #include "iommu.h"
+#include "iommu_trace.h"
 
 /*
  * A page-request group taken from the fault queue: the cookie that answers
@@ -103,6 +104,7 @@ static void vhost_iommu_group_add(struct vhost_iommu *v,
 	}
 	list_add_tail(&g->node, &v->prq.groups);
 	v->prq.nr_groups++;
+	trace_vhost_iommu_group(g->endpoint, g->grpid, nr, -1, 0);
 	return;
 
 refuse:
@@ -281,6 +283,8 @@ u8 vhost_iommu_page_resp(struct vhost_iommu *v, const void *req)
 					   IOMMU_PAGE_RESP_SUCCESS :
 					   IOMMU_PAGE_RESP_INVALID))
 			status = VIRTIO_IOMMU_S_OK;
+		trace_vhost_iommu_group(g->endpoint, g->grpid, g->nr, code,
+					status);
 		list_del(&g->node);
 		/* At the bound the fault queue was left unread */
 		if (v->prq.nr_groups-- == VHOST_IOMMU_MAX_GROUPS)

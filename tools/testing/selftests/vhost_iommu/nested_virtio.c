@@ -35,7 +35,7 @@
 #define F_ID		IOMMU_VIRTIO_INVAL_F_ID
 #define F_GLOBAL	IOMMU_VIRTIO_INVAL_F_GLOBAL
 /* Not a virtio flag: entry() makes an endpoint entry for VSID */
-#define F_VDEV		(1 << 15)
+#define F_VDEV		0x8000
 
 static struct iommu_viommu_invalidate_virtio entry(__u8 scope, __u8 caches,
 						   __u16 flags, __u64 id,

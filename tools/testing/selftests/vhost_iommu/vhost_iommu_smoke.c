@@ -329,6 +329,56 @@ static void test_prq(struct mock *m)
 	      cmd.iopf_response.out_count >= 1, "mock saw no response");
 }
 
+/* Binding errors, a worker per queue, unbinding in order (B6) */
+static void test_bindings(struct mock *m)
+{
+	struct vhost_iommu_iommufd unbind_fd = { .fd = -1 };
+	struct vhost_iommu_endpoint ep = { .endpoint = ENDPOINT + 1,
+		.domain = DOMAIN, .dev_id = m->idev, .vdev_id = VSID + 1 };
+	struct vhost_iommu_domain dom = { .flags = VHOST_IOMMU_F_UNBIND,
+					  .domain = DOMAIN };
+	struct vhost_vring_worker vw = { .index = 2 };
+	struct vhost_worker_state w = {};
+	struct iommu_hwpt_pgfault pgf;
+	struct inval *r;
+	uint32_t len;
+
+	CHECK(ioctl(vfd, VHOST_IOMMU_SET_IOMMUFD, &unbind_fd) && errno == EBUSY,
+	      "iommufd unbound under a domain: %d", errno);
+	CHECK(ioctl(vfd, VHOST_IOMMU_SET_ENDPOINT, &ep) && errno == EXDEV,
+	      "foreign vDEVICE: %d", errno);
+	CHECK(ioctl(vfd, VHOST_IOMMU_SET_DOMAIN, &dom) && errno == EBUSY,
+	      "domain unbound under an endpoint: %d", errno);
+
+	/* Invalidation queue 2 gets a worker of its own */
+	CHECK(!ioctl(vfd, VHOST_NEW_WORKER, &w), "NEW_WORKER: %d", errno);
+	vw.worker_id = w.worker_id;
+	CHECK(!ioctl(vfd, VHOST_ATTACH_VRING_WORKER, &vw), "ATTACH: %d", errno);
+	r = inval(DOMAIN, VIRTIO_IOMMU_INVAL_C_TLB);
+	post_inval(2, r);
+	kick(2);
+	CHECK(used(2, &len) >= 0 && r->tail.status == VIRTIO_IOMMU_S_OK,
+	      "own worker: %u", r->tail.status);
+
+	ep = (struct vhost_iommu_endpoint){ .flags = VHOST_IOMMU_F_UNBIND,
+					    .endpoint = ENDPOINT };
+	CHECK(!ioctl(vfd, VHOST_IOMMU_SET_ENDPOINT, &ep), "ep unbind %d", errno);
+	CHECK(!ioctl(vfd, VHOST_IOMMU_SET_DOMAIN, &dom), "dom unbind %d", errno);
+	r = inval(DOMAIN, VIRTIO_IOMMU_INVAL_C_TLB);
+	post_inval(2, r);
+	kick(2);
+	CHECK(used(2, &len) >= 0 && r->tail.status == VIRTIO_IOMMU_S_NOENT,
+	      "unbound domain: %u", r->tail.status);
+	/* Unbinding the iommufd gives its fault queue back (B6) */
+	CHECK(read(m->fault_fd, &pgf, sizeof(pgf)) < 0 && errno == EBUSY,
+	      "fault queue not claimed: %d", errno);
+	CHECK(!ioctl(vfd, VHOST_IOMMU_SET_IOMMUFD, &unbind_fd), "%d", errno);
+	errno = 0;
+	CHECK(read(m->fault_fd, &pgf, sizeof(pgf)) >= 0 || errno != EBUSY,
+	      "fault queue still claimed");
+	CHECK(!bind(m), "rebind: %d", errno);
+}
+
 /* Stop, GET_VRING_BASE equals the used index, restart, reset */
 static void test_stop_reset(void)
 {
@@ -425,6 +475,7 @@ int main(void)
 		return 1;
 	test_inval();
 	test_prq(&m);
+	test_bindings(&m);
 	test_stop_reset();
 	test_log(features);
 	close(vfd);

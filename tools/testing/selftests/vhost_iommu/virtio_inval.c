@@ -27,7 +27,7 @@
 #define VSID2		0x9a
 #define BAD_VSID	0x1234
 /* Not a virtio flag: vi_entry() makes an endpoint entry for VSID */
-#define VI_EP		(1 << 15)
+#define VI_EP		0x8000
 
 struct vinv_entry_long {
 	struct iommu_viommu_invalidate_virtio e;

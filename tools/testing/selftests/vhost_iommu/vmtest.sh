@@ -137,7 +137,8 @@ KHDR="-isystem $CRUN/kernel/include"
 TOUT="-DTEST_TIMEOUT_DEFAULT=600"
 in_chroot bash -c "set -e
 	make -k -s -C /cache/linux/tools/testing/selftests/vhost_iommu OUTPUT=$TESTOUT/vhost_iommu \
-		CC='aarch64-linux-gnu-gcc -static' KHDR_INCLUDES='$KHDR' USERCFLAGS='$TOUT' 2>&1 || :
+		CC='aarch64-linux-gnu-gcc -static' KHDR_INCLUDES='$KHDR' \
+		USERCFLAGS='$TOUT' 2>&1 || :
 	make -s -C /cache/linux/tools/testing/selftests/iommu OUTPUT=$TESTOUT/iommu \
 		CC='aarch64-linux-gnu-gcc -static' KHDR_INCLUDES='$KHDR' USERCFLAGS='$TOUT' 2>&1" |
 	grep -v 'warning: Using .getpwnam\|getpwnam\|in statically linked' >&2 || true
