@@ -35,6 +35,11 @@
 #define EP_ID		5
 #define DOM_ID		1
 
+#ifndef container_of
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
 #define S_DOMAIN	VIRTIO_IOMMU_INVAL_S_DOMAIN
 #define S_PASID		VIRTIO_IOMMU_INVAL_S_PASID
 #define S_ADDRESS	VIRTIO_IOMMU_INVAL_S_ADDRESS
@@ -786,9 +791,21 @@ TEST_F(vhost_iommu_bind, bind_ioctls)
 					   self->m.idev_id, MOCK_VSID));
 	EXPECT_EQ(-ENOENT, vi_set_endpoint(fd, VHOST_IOMMU_F_UNBIND, EP_ID, 0,
 					   0, 0));
+	/* No vDEVICE of that ID on the domain's vIOMMU */
+	EXPECT_EQ(-EXDEV, vi_set_endpoint(fd, 0, EP_ID, DOM_ID,
+					  self->m.idev_id, MOCK_VSID + 5));
 	ASSERT_EQ(0, ioctl(fd, VHOST_IOMMU_SET_ENDPOINT, &ep));
 	EXPECT_EQ(-EEXIST, vi_set_endpoint(fd, 0, EP_ID, DOM_ID,
 					   self->m.idev_id, MOCK_VSID));
+	/* 64 endpoints per domain */
+	for (int i = 1; i < 64; i++)
+		ASSERT_EQ(0, vi_set_endpoint(fd, 0, EP_ID + i, DOM_ID,
+					     self->m.idev_id, MOCK_VSID));
+	EXPECT_EQ(-ENOSPC, vi_set_endpoint(fd, 0, EP_ID + 64, DOM_ID,
+					   self->m.idev_id, MOCK_VSID));
+	for (int i = 1; i < 64; i++)
+		ASSERT_EQ(0, vi_set_endpoint(fd, VHOST_IOMMU_F_UNBIND,
+					     EP_ID + i, 0, 0, 0));
 
 	/* SET_FAULT_QUEUE: unknown flags; not a fault queue */
 	for (int bit = 0; bit < 32; bit++)
@@ -915,63 +932,114 @@ TEST_F(vhost_iommu_bind, inval_entries)
 }
 
 /*
- * B1: an endpoint whose vDEVICE is gone (the VMM closed the device before
- * unbinding the endpoint) costs no other endpoint its invalidation, nor the
- * domain its TLB entry, whichever comes first. The guest gets S_OK.
+ * B1: endpoints whose vDEVICE is gone (the VMM closed the device before
+ * unbinding the endpoint) cost no other endpoint its invalidation, nor the
+ * domain its TLB entry, wherever they are among the domain's endpoints. The
+ * guest gets S_OK. Variants: which of three endpoints are stale.
  */
-TEST_F(vhost_iommu_bind, stale_endpoint)
-{
+FIXTURE(vhost_iommu_stale) {
+	struct vi_dev d;
+	struct vi_mock m;
 	struct vi_mock_dev md[3];
+};
+
+FIXTURE_VARIANT(vhost_iommu_stale) {
+	bool stale[3];		/* endpoints EP_ID + i, bound in that order */
+};
+
+FIXTURE_VARIANT_ADD(vhost_iommu_stale, first) {
+	.stale = { true, false, false },
+};
+
+FIXTURE_VARIANT_ADD(vhost_iommu_stale, last) {
+	.stale = { false, false, true },
+};
+
+FIXTURE_VARIANT_ADD(vhost_iommu_stale, first_and_last) {
+	.stale = { true, false, true },
+};
+
+FIXTURE_VARIANT_ADD(vhost_iommu_stale, all) {
+	.stale = { true, true, true },
+};
+
+FIXTURE_SETUP(vhost_iommu_stale)
+{
+	int ret;
+
+	self->m.iommufd = -1;
+	self->m.fault_fd = -1;
+	ret = vi_open(&self->d);
+	if (ret == -ENOENT)
+		SKIP(return, "no /dev/vhost-iommu");
+	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, vi_setup(&self->d, VI_FEATURES, RING_NUM, NR_INVALQ));
+	ret = vi_mock_viommu(&self->m, MOCK_VSID);
+	if (ret == -ENOENT || ret == -ENOTTY)
+		SKIP(return, "no iommufd selftest mock");
+	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->m.iommufd, 0));
+	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->m.viommu_id));
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(0, vi_mock_add_dev(&self->m, 0x20 + i, &self->md[i]));
+		ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID + i, DOM_ID,
+					     self->md[i].idev_id, 0x20 + i));
+	}
+	for (int i = 0; i < 3; i++)
+		if (variant->stale[i])
+			ASSERT_EQ(0, vi_destroy(self->m.iommufd,
+						self->md[i].vdevice_id));
+}
+
+FIXTURE_TEARDOWN(vhost_iommu_stale)
+{
+	vi_close(&self->d);
+	vi_mock_close(&self->m);
+}
+
+TEST_F(vhost_iommu_stale, inval)
+{
 	struct iommu_test_virtio_inv_record recs[MOCK_VIRTIO_LOG_MAX];
 	uint32_t calls;
 	int num;
 
-	ASSERT_EQ(0, vi_set_iommufd(self->d.fd, self->m.iommufd, 0));
-	ASSERT_EQ(0, vi_set_domain(self->d.fd, 0, DOM_ID, self->m.viommu_id));
-	/* Endpoints 1..3; the first and the last will go stale */
-	for (int i = 0; i < 3; i++) {
-		ASSERT_EQ(0, vi_mock_add_dev(&self->m, 0x20 + i, &md[i]));
-		ASSERT_EQ(0, vi_set_endpoint(self->d.fd, 0, EP_ID + i, DOM_ID,
-					     md[i].idev_id, 0x20 + i));
-	}
-	ASSERT_EQ(0, vi_destroy(self->m.iommufd, md[0].vdevice_id));
-	ASSERT_EQ(0, vi_destroy(self->m.iommufd, md[2].vdevice_id));
 	log_clear(&self->m);
-
-	/* Negative control: the live endpoint's caches hold the default */
-	for (unsigned int c = 0; c < MOCK_DEV_CACHE_NUM; c++)
-		ASSERT_TRUE(vi_mock_cache_is(self->m.iommufd, md[1].idev_id, c,
-					     IOMMU_TEST_DEV_CACHE_DEFAULT));
+	/* Negative control: the live endpoints' caches hold the default */
+	for (int i = 0; i < 3; i++)
+		for (unsigned int c = 0; !variant->stale[i] &&
+		     c < MOCK_DEV_CACHE_NUM; c++)
+			ASSERT_TRUE(vi_mock_cache_is(self->m.iommufd,
+						     self->md[i].idev_id, c,
+						     IOMMU_TEST_DEV_CACHE_DEFAULT));
 
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
 		  inval_status(&self->d, IQ0,
 			       inval(&self->d, DOM_ID, S_DOMAIN,
 				     C_TLB | C_PASID, 0)));
 	num = log_read(&self->m, recs, &calls);
-	ASSERT_LE(2, num);
+	ASSERT_EQ(4, num);
 	EXPECT_NE(NULL, find_entry(recs, num, 0, 0)) TH_LOG("TLB entry lost");
-	EXPECT_NE(NULL, find_entry(recs, num, IOMMU_VIRTIO_INVAL_HOST_F_VDEV,
-				   0x21)) TH_LOG("live endpoint's entry lost");
-	for (int i = 0; i < num; i++) {
-		bool stale = recs[i].entry.flags &&
-			     recs[i].entry.vdev_id != 0x21;
+	for (int i = 0; i < 3; i++) {
+		const struct iommu_viommu_invalidate_virtio *e;
 
-		EXPECT_EQ(stale, !!(recs[i].flags & MOCK_VIRTIO_REC_SKIPPED))
-			TH_LOG("entry %d (vdev_id %#x)", i, recs[i].entry.vdev_id);
+		e = find_entry(recs, num, IOMMU_VIRTIO_INVAL_HOST_F_VDEV,
+			       0x20 + i);
+		ASSERT_NE(NULL, e) TH_LOG("endpoint %d's entry lost", i);
+		/* The record of this entry: skipped if and only if stale */
+		EXPECT_EQ(variant->stale[i],
+			  !!(container_of(e, struct iommu_test_virtio_inv_record,
+					  entry)->flags & MOCK_VIRTIO_REC_SKIPPED));
+		for (unsigned int c = 0; !variant->stale[i] &&
+		     c < MOCK_DEV_CACHE_NUM; c++)
+			EXPECT_TRUE(vi_mock_cache_is(self->m.iommufd,
+						     self->md[i].idev_id, c, 0));
 	}
-	for (unsigned int c = 0; c < MOCK_DEV_CACHE_NUM; c++)
-		EXPECT_TRUE(vi_mock_cache_is(self->m.iommufd, md[1].idev_id, c,
-					     0));
 
 	/* The next request is served as well */
 	EXPECT_EQ(VIRTIO_IOMMU_S_OK,
-		  inval_status(&self->d, IQ0,
+		  inval_status(&self->d, IQ1,
 			       inval(&self->d, DOM_ID, S_DOMAIN, C_TLB, 0)));
-	num = log_read(&self->m, recs, &calls);
-	ASSERT_LE(2, num);
-	EXPECT_NE(NULL, find_entry(recs, num, 0, 0));
-	EXPECT_NE(NULL, find_entry(recs, num, IOMMU_VIRTIO_INVAL_HOST_F_VDEV,
-				   0x21));
+	EXPECT_EQ(4, log_read(&self->m, recs, &calls));
 }
 
 /* Unknown domain and a domain of no table: S_NOENT, nothing reaches the driver */
