@@ -1196,7 +1196,7 @@ static const char * const prof_funcs[] = {
 	"vhost_iommu_*", "vhost_get_vq_desc*", "vhost_add_used*", "vhost_signal",
 	"vhost_poll_wakeup", "vhost_task_fn", "vhost_run_work_list", "translate_desc",
 	"vhost_disable_notify", "vhost_enable_notify", "vhost_exceeds_weight",
-	"iommufd_viommu_invalidate", "iommufd_hwpt_invalidate", "iommufd_fops_ioctl",
+	"iommufd_viommu_invalidate*", "iommufd_hwpt_invalidate", "iommufd_fops_ioctl",
 	"mock_viommu_cache_invalidate*", "arm_smmu_*invalidate*", "arm_smmu_cmdq_issue_cmdlist",
 	"arm_smmu_cmdq_poll_until_sync", "eventfd_signal_mask", "eventfd_write", "eventfd_read",
 	"do_sys_poll", "try_to_wake_up", "_copy_from_iter", "_copy_to_iter",
