@@ -291,11 +291,10 @@ static bool inval_common_ok(const struct virtio_iommu_req_invalidate *inv)
 		return false;
 	if (inv->scope != VIRTIO_IOMMU_INVAL_S_ADDRESS)
 		return true;
-	/* The length itself must fit in 64 bits (iommufd_virtio_inv_range) */
-	if (ps < 12 || ps > 52 || !nr || nr > UINT64_MAX >> ps)
+	if (ps < 12 || ps > 52 || !nr || nr - 1 > UINT64_MAX >> ps)
 		return false;
-	/* address + nr_pages * 2^ps - 1 <= 2^64 - 1 */
-	return (nr << ps) - 1 <= UINT64_MAX - addr;
+	/* address + nr_pages * 2^ps - 1 <= 2^64 - 1 (2^52 4K pages from 0 fit) */
+	return (((nr - 1) << ps) | ((1ULL << ps) - 1)) <= UINT64_MAX - addr;
 }
 
 static bool caches_ok(uint8_t caches)
@@ -382,6 +381,11 @@ static void fill_inval(uint8_t *out)
 		inv->page_size = 12;
 		inv->nr_pages = 1 + rnd(4);
 		inv->address = 0 - (inv->nr_pages << 12) + chance(50);
+	} else if (chance(1)) {
+		/* The whole space from 0, or from the next page (one too many) */
+		inv->page_size = 12;
+		inv->nr_pages = 1ULL << 52;
+		inv->address = chance(50) ? 0 : 0x1000;
 	}
 }
 
