@@ -544,8 +544,8 @@ static int vi_mock_domain(int iommufd, uint32_t ioas_id, uint32_t *idev_id,
 	return 0;
 }
 
-static int vi_vdevice(int iommufd, uint32_t viommu_id, uint32_t idev_id,
-		      uint32_t vsid, uint32_t *vdevice_id)
+int vi_mock_vdevice(int iommufd, uint32_t viommu_id, uint32_t idev_id,
+		    uint32_t vsid, uint32_t *vdevice_id)
 {
 	struct iommu_vdevice_alloc vdev = {
 		.size = sizeof(vdev),
@@ -595,7 +595,7 @@ int vi_mock_viommu(struct vi_mock *m, uint32_t vsid)
 	if (ioctl(m->iommufd, IOMMU_VIOMMU_ALLOC, &viommu))
 		return -errno;
 	m->viommu_id = viommu.out_viommu_id;
-	return vi_vdevice(m->iommufd, m->viommu_id, m->idev_id, vsid,
+	return vi_mock_vdevice(m->iommufd, m->viommu_id, m->idev_id, vsid,
 			  &m->vdevice_id);
 }
 
@@ -609,7 +609,7 @@ int vi_mock_add_dev(struct vi_mock *m, uint32_t vsid, struct vi_mock_dev *md)
 			     &md->stdev_id);
 	if (ret)
 		return ret;
-	return vi_vdevice(m->iommufd, m->viommu_id, md->idev_id, vsid,
+	return vi_mock_vdevice(m->iommufd, m->viommu_id, md->idev_id, vsid,
 			  &md->vdevice_id);
 }
 

@@ -192,6 +192,9 @@ int vi_mock_setup(struct vi_mock *m, uint32_t vsid);
 /* The same up to the vDEVICE: no fault queue, the device on its IOAS */
 int vi_mock_viommu(struct vi_mock *m, uint32_t vsid);
 int vi_mock_add_dev(struct vi_mock *m, uint32_t vsid, struct vi_mock_dev *md);
+/* A vDEVICE of virtual ID @vsid for iommufd device @idev_id on the vIOMMU */
+int vi_mock_vdevice(int iommufd, uint32_t viommu_id, uint32_t idev_id,
+		    uint32_t vsid, uint32_t *vdevice_id);
 /*
  * Attach mock device @stdev_id (iommufd device @dev_id) to a new nested HWPT
  * of the vIOMMU with a new fault queue; @fault_id and @nested_id may be NULL.

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../kselftest_harness.h"
+#include "vhost_iommu_utils.h"
 #include "../../../../drivers/iommu/iommufd/iommufd_test.h"
 
 #define VSID		0x99
@@ -33,84 +34,6 @@ struct vinv_entry_long {
 	struct iommu_viommu_invalidate_virtio e;
 	__u8 tail[8];
 };
-
-static int vi_ioas_alloc(int fd, __u32 *ioas_id)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-	int ret = ioctl(fd, IOMMU_IOAS_ALLOC, &cmd);
-
-	*ioas_id = cmd.out_ioas_id;
-	return ret;
-}
-
-static int vi_mock_domain(int fd, __u32 ioas_id, __u32 *stdev_id,
-			  __u32 *hwpt_id, __u32 *idev_id)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
-		.id = ioas_id,
-	};
-	int ret = ioctl(fd, IOMMU_TEST_CMD, &cmd);
-
-	*stdev_id = cmd.mock_domain.out_stdev_id;
-	*hwpt_id = cmd.mock_domain.out_hwpt_id;
-	*idev_id = cmd.mock_domain.out_idev_id;
-	return ret;
-}
-
-static int vi_nest_parent(int fd, __u32 idev_id, __u32 ioas_id,
-			  __u32 *hwpt_id)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
-		.dev_id = idev_id,
-		.pt_id = ioas_id,
-		.data_type = IOMMU_HWPT_DATA_NONE,
-	};
-	int ret = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	*hwpt_id = cmd.out_hwpt_id;
-	return ret;
-}
-
-static int vi_viommu_alloc(int fd, __u32 idev_id, __u32 hwpt_id,
-			   __u32 *viommu_id)
-{
-	struct iommu_viommu_alloc cmd = {
-		.size = sizeof(cmd),
-		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
-		.dev_id = idev_id,
-		.hwpt_id = hwpt_id,
-	};
-	int ret = ioctl(fd, IOMMU_VIOMMU_ALLOC, &cmd);
-
-	*viommu_id = cmd.out_viommu_id;
-	return ret;
-}
-
-static int vi_vdevice_alloc(int fd, __u32 viommu_id, __u32 idev_id,
-			    __u64 virt_id, __u32 *vdev_id)
-{
-	struct iommu_vdevice_alloc cmd = {
-		.size = sizeof(cmd),
-		.viommu_id = viommu_id,
-		.dev_id = idev_id,
-		.virt_id = virt_id,
-	};
-	int ret = ioctl(fd, IOMMU_VDEVICE_ALLOC, &cmd);
-
-	*vdev_id = cmd.out_vdevice_id;
-	return ret;
-}
-
-static int vi_destroy(int fd, __u32 id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return ioctl(fd, IOMMU_DESTROY, &cmd);
-}
 
 /* IOMMU_HWPT_INVALIDATE; returns 0 or -errno, *num in/out */
 static int vi_inval(int fd, __u32 id, __u32 type, const void *data,
@@ -160,23 +83,9 @@ struct vi_log {
 
 static int vi_read_log(int fd, __u32 viommu_id, struct vi_log *log)
 {
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_VIOMMU_VIRTIO_LOG,
-		.id = viommu_id,
-		.virtio_log = {
-			.uptr = (uintptr_t)log->rec,
-			.max = MOCK_VIRTIO_LOG_MAX,
-		},
-	};
-	int ret;
-
 	memset(log, 0, sizeof(*log));
-	ret = ioctl(fd, IOMMU_TEST_CMD, &cmd);
-	log->num = cmd.virtio_log.out_num;
-	log->calls = cmd.virtio_log.out_calls;
-	log->lost = cmd.virtio_log.out_lost;
-	return ret ? -errno : 0;
+	return vi_mock_log(fd, viommu_id, log->rec, MOCK_VIRTIO_LOG_MAX,
+			   &log->num, &log->calls, &log->lost);
 }
 
 /* IOMMU_TEST_OP_VIOMMU_HOLD: the holding fd, or -errno */
@@ -213,19 +122,6 @@ vi_entry(__u8 scope, __u8 caches, __u16 flags, __u32 pasid,
 	return e;
 }
 
-/* IOMMU_TEST_OP_DEV_CHECK_CACHE: 0 if cache @cache_id of @idev_id is @val */
-static int vi_check_cache(int fd, __u32 idev_id, __u32 cache_id, __u32 val)
-{
-	struct iommu_test_cmd cmd = {
-		.size = sizeof(cmd),
-		.op = IOMMU_TEST_OP_DEV_CHECK_CACHE,
-		.id = idev_id,
-		.check_dev_cache = { .id = cache_id, .cache = val },
-	};
-
-	return ioctl(fd, IOMMU_TEST_CMD, &cmd) ? -errno : 0;
-}
-
 /* A valid entry of each shape */
 static struct iommu_viommu_invalidate_virtio vi_good(unsigned int i)
 {
@@ -256,34 +152,30 @@ static struct iommu_viommu_invalidate_virtio vi_good(unsigned int i)
 
 FIXTURE(virtio_inval)
 {
+	struct vi_mock m;
 	int fd;
 	__u32 ioas_id;
-	__u32 stdev_id;
-	__u32 hwpt_id;
 	__u32 idev_id;
-	__u32 parent_id;
 	__u32 viommu_id;
 	__u32 vdev_id;
 };
 
 FIXTURE_SETUP(virtio_inval)
 {
-	self->fd = open("/dev/iommu", O_RDWR);
-	ASSERT_LE(0, self->fd);
-	ASSERT_EQ(0, vi_ioas_alloc(self->fd, &self->ioas_id));
-	ASSERT_EQ(0, vi_mock_domain(self->fd, self->ioas_id, &self->stdev_id,
-				    &self->hwpt_id, &self->idev_id));
-	ASSERT_EQ(0, vi_nest_parent(self->fd, self->idev_id, self->ioas_id,
-				    &self->parent_id));
-	ASSERT_EQ(0, vi_viommu_alloc(self->fd, self->idev_id, self->parent_id,
-				     &self->viommu_id));
-	ASSERT_EQ(0, vi_vdevice_alloc(self->fd, self->viommu_id, self->idev_id,
-				      VSID, &self->vdev_id));
+	ASSERT_EQ(0, vi_mock_viommu(&self->m, VSID));
+	self->fd = self->m.iommufd;
+	self->ioas_id = self->m.ioas_id;
+	self->idev_id = self->m.idev_id;
+	self->viommu_id = self->m.viommu_id;
+	self->vdev_id = self->m.vdevice_id;
 }
 
 FIXTURE_TEARDOWN(virtio_inval)
 {
-	close(self->fd);
+	/* close_while_held opens another iommufd in self->fd */
+	if (self->fd != self->m.iommufd)
+		close(self->fd);
+	vi_mock_close(&self->m);
 }
 
 /* A zero-length array probes the data type; the driver is not called */
@@ -783,6 +675,7 @@ TEST_F(virtio_inval, close_while_held)
 			       IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
 			       sizeof(e), &num));
 	ASSERT_EQ(0, close(self->fd));
+	self->m.iommufd = -1;
 	self->fd = open("/dev/iommu", O_RDWR);
 	ASSERT_LE(0, self->fd);
 	ASSERT_EQ(0, close(h));
@@ -833,7 +726,7 @@ TEST_F(virtio_inval, vdevice_churn)
 	ASSERT_EQ(0, pthread_create(&thread, NULL, vi_race_inval, &r));
 	for (i = 0; i < 200; i++) {
 		ASSERT_EQ(0, vi_destroy(self->fd, self->vdev_id));
-		ASSERT_EQ(0, vi_vdevice_alloc(self->fd, self->viommu_id,
+		ASSERT_EQ(0, vi_mock_vdevice(self->fd, self->viommu_id,
 					      self->idev_id, VSID,
 					      &self->vdev_id));
 	}
@@ -875,7 +768,7 @@ TEST_F(virtio_inval, stale_endpoint_skipped)
 			e[2] = t;
 		}
 		for (i = 0; i <= MOCK_DEV_CACHE_ID_MAX; i++)
-			ASSERT_EQ(0, vi_check_cache(self->fd, self->idev_id, i,
+			ASSERT_TRUE(vi_mock_cache_is(self->fd, self->idev_id, i,
 						    order ? 0 :
 						    IOMMU_TEST_DEV_CACHE_DEFAULT));
 		ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
@@ -883,7 +776,7 @@ TEST_F(virtio_inval, stale_endpoint_skipped)
 				      sizeof(e[0]), &num));
 		ASSERT_EQ(3, num);
 		for (i = 0; i <= MOCK_DEV_CACHE_ID_MAX; i++)
-			ASSERT_EQ(0, vi_check_cache(self->fd, self->idev_id, i,
+			ASSERT_TRUE(vi_mock_cache_is(self->fd, self->idev_id, i,
 						    0));
 		ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
 		ASSERT_EQ(1, log.calls);
@@ -905,15 +798,13 @@ TEST_F(virtio_inval, stale_endpoint_skipped)
 TEST_F(virtio_inval, kick_fanout_one_call)
 {
 	struct iommu_viommu_invalidate_virtio e[9];
-	__u32 stdev2, hwpt2, idev2, vdev2, num = 9;
+	struct vi_mock_dev md;
+	__u32 num = 9;
 	struct vi_log log;
 	unsigned int r, i;
 	__u8 req[64];
 
-	ASSERT_EQ(0, vi_mock_domain(self->fd, self->ioas_id, &stdev2, &hwpt2,
-				    &idev2));
-	ASSERT_EQ(0, vi_vdevice_alloc(self->fd, self->viommu_id, idev2, VSID2,
-				      &vdev2));
+	ASSERT_EQ(0, vi_mock_add_dev(&self->m, VSID2, &md));
 	for (r = 0; r < 3; r++) {
 		struct iommu_viommu_invalidate_virtio g = vi_good(r + 1);
 
@@ -949,8 +840,8 @@ TEST_F(virtio_inval, kick_fanout_one_call)
 	}
 	/* Both mock devices had their caches invalidated */
 	for (i = 0; i <= MOCK_DEV_CACHE_ID_MAX; i++) {
-		EXPECT_EQ(0, vi_check_cache(self->fd, self->idev_id, i, 0));
-		EXPECT_EQ(0, vi_check_cache(self->fd, idev2, i, 0));
+		EXPECT_TRUE(vi_mock_cache_is(self->fd, self->idev_id, i, 0));
+		EXPECT_TRUE(vi_mock_cache_is(self->fd, md.idev_id, i, 0));
 	}
 }
 
