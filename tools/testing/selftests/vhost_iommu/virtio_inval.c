@@ -582,8 +582,8 @@ TEST_F(virtio_inval, bad_entries)
  */
 TEST_F(virtio_inval, lenient_fields)
 {
-	struct iommu_viommu_invalidate_virtio e[4];
-	__u32 num = 4;
+	struct iommu_viommu_invalidate_virtio e[5];
+	__u32 num = 5;
 
 	e[0] = vi_entry(IOMMU_VIRTIO_INVAL_S_DOMAIN, IOMMU_VIRTIO_INVAL_C_TLB,
 			0, 0xffffffff, UINT64_MAX, UINT64_MAX, UINT64_MAX,
@@ -596,10 +596,13 @@ TEST_F(virtio_inval, lenient_fields)
 	/* From 2K up to the top: 2^52 - 1 pages, touching all 2^52 */
 	e[3] = vi_entry(IOMMU_VIRTIO_INVAL_S_ADDRESS, IOMMU_VIRTIO_INVAL_C_TLB,
 			0, 0, 0, 0x800, UINT64_MAX >> 12, 12);
+	/* The whole space: 2^52 pages from 0, the last byte 2^64 - 1 */
+	e[4] = vi_entry(IOMMU_VIRTIO_INVAL_S_ADDRESS, IOMMU_VIRTIO_INVAL_C_TLB,
+			0, 0, 0, 0, 1ULL << 52, 12);
 	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
 			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
 			      sizeof(e[0]), &num));
-	ASSERT_EQ(4, num);
+	ASSERT_EQ(5, num);
 }
 
 /* entry_len, entry_num, data_uptr and data_type checks */
