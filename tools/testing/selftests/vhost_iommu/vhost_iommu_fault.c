@@ -150,6 +150,43 @@ TEST(fault_queue_needs_iommufd)
 }
 
 /*
+ * The fault fd alone (no vhost): a cookie answered is not handed out again
+ * at once. iommufd allocates them cyclically (xa_alloc_cyclic); with
+ * xa_alloc the next fault got the lowest free ID back, the one just
+ * answered, and a late answer to the old group would hit the new one.
+ */
+TEST(fault_cookie_not_reused)
+{
+	struct iommu_hwpt_page_response r = { .code = IOMMUFD_PAGE_RESP_SUCCESS };
+	struct iommu_hwpt_pgfault pf;
+	uint32_t cookies[4];
+	struct vi_mock m;
+	int ret;
+
+	ret = vi_mock_setup(&m, MOCK_VSID);
+	if (ret == -ENOTTY)
+		SKIP(return, "no iommufd selftest mock");
+	ASSERT_EQ(0, ret);
+	for (unsigned int i = 0; i < ARRAY_SIZE(cookies); i++) {
+		ASSERT_EQ(0, vi_mock_trigger(&m, m.idev_id, 0, i + 1, ADDR));
+		ASSERT_EQ(sizeof(pf), read(m.fault_fd, &pf, sizeof(pf)));
+		EXPECT_EQ(i + 1, pf.grpid);
+		cookies[i] = pf.cookie;
+		for (unsigned int j = 0; j < i; j++) {
+			EXPECT_NE(cookies[j], cookies[i])
+				TH_LOG("fault %u got cookie %u again (fault %u's, answered)",
+				       i, cookies[i], j);
+		}
+		r.cookie = pf.cookie;
+		ASSERT_EQ(sizeof(r), write(m.fault_fd, &r, sizeof(r)));
+		EXPECT_EQ(i + 1, vi_mock_responses(&m, m.idev_id, NULL, NULL));
+	}
+	/* Nothing left in the queue */
+	EXPECT_EQ(0, poll(&(struct pollfd){ .fd = m.fault_fd, .events = POLLIN }, 1, 0));
+	vi_mock_close(&m);
+}
+
+/*
  * While a device serves the fault queue, the VMM can neither take nor answer
  * its groups, and no second device can serve it; a queue with a group the
  * VMM holds cannot be claimed until the VMM answers it.

@@ -86,6 +86,7 @@ def main():
         passed, failed, skipped = passed + p, failed + f, skipped + s
         for line in body:
             if (line.startswith('not ok ') or line.startswith('# FAIL') or '#  FAIL' in line or
+                    line.startswith('Bail out!') or
                     re.match(r'^# .*:\d+:Expected ', line) or line.startswith('# ') and 'TH_LOG' in line):
                 report.append(f'     {name}: {line.strip()}')
         report.append(f'{"FAIL" if f else "ok  "} {name}: {p} passed, {f} failed, {s} skipped, '
