@@ -647,14 +647,13 @@ TEST_F(virtio_inval, hold_blocks_destroy)
 	ASSERT_LE(0, h1);
 	h2 = vi_hold(self->fd, self->viommu_id);
 	ASSERT_LE(0, h2);
-	ASSERT_EQ(-1, vi_destroy(self->fd, self->viommu_id));
-	ASSERT_EQ(EBUSY, errno);
+	ASSERT_EQ(-EBUSY, vi_destroy(self->fd, self->viommu_id));
 	/* Still usable */
 	ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
 			      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, &e,
 			      sizeof(e), &num));
 	ASSERT_EQ(0, close(h1));
-	ASSERT_EQ(-1, vi_destroy(self->fd, self->viommu_id));
+	ASSERT_EQ(-EBUSY, vi_destroy(self->fd, self->viommu_id));
 	ASSERT_EQ(0, close(h2));
 	ASSERT_EQ(0, vi_destroy(self->fd, self->viommu_id));
 }
