@@ -869,7 +869,7 @@ static void viommu_status(struct vdev *d, uint32_t old, uint32_t status)
 	eventfd_write(vi->ctl_fd, 1);
 	if (fast)
 		vhost_start(vi);
-	vmm_log("virtio-iommu: driver ready (features %#llx), requestq and eventq served by the VMM, %s",
+	vmm_log("virtio-iommu: driver ready (features %#llx), requestq/eventq by the VMM, %s",
 		(unsigned long long)d->driver_features,
 		fast ? "fast-path queues by /dev/vhost-iommu" :
 		"no fast-path queue (F_INVALQ not negotiated)");
@@ -1067,7 +1067,7 @@ void viommu_print_stats(struct vm *vm)
 		total += vi->nr_req[t];
 	}
 	vmm_log("  total      %10llu", (unsigned long long)total);
-	vmm_log("request queue: %llu returned unwritten (used length 0: malformed, unknown type or feature not negotiated)",
+	vmm_log("request queue: %llu returned unwritten (used length 0)",
 		(unsigned long long)vi->nr_len0);
 	if (vi->vhost_fd < 0)
 		vmm_log("fast-path queues: none (no /dev/vhost-iommu)");
@@ -1084,7 +1084,7 @@ void viommu_print_stats(struct vm *vm)
 	vmm_log("endpoint DMA through the mappings: %llu bytes read, %llu bytes written",
 		(unsigned long long)vi->bytes_read,
 		(unsigned long long)vi->bytes_written);
-	vmm_log("faults: %llu reported, %llu lost, %llu written to the event queue; device resets: %llu",
+	vmm_log("faults: %llu reported, %llu lost, %llu on the eventq; device resets: %llu",
 		(unsigned long long)vi->faults_reported,
 		(unsigned long long)vi->faults_lost,
 		(unsigned long long)vi->faults_delivered,

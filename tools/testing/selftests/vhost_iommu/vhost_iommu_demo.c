@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../kselftest.h"
 #include "nested_smmu_lib.h"
 #include "vhost_iommu_utils.h"
 
@@ -51,6 +52,7 @@ static const char *tracing;
 static const char *const tracing_dirs[] = {
 	"/sys/kernel/tracing", "/sys/kernel/debug/tracing",
 };
+
 #define TP_DIR "events/vhost_iommu/vhost_iommu_invalidate"
 
 static void say(const char *who, const char *fmt, ...)
@@ -113,7 +115,7 @@ static void trace_start(void)
 
 	mkdir("/sys/kernel/tracing", 0755);
 	mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL);
-	for (i = 0; i < sizeof(tracing_dirs) / sizeof(tracing_dirs[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(tracing_dirs); i++) {
 		snprintf(path, sizeof(path), "%s/" TP_DIR "/enable", tracing_dirs[i]);
 		if (access(path, W_OK))
 			continue;
@@ -197,8 +199,8 @@ static unsigned int guest_invalidate(uint8_t scope, uint8_t caches, uint16_t fla
 		}
 		posted++;
 		if (narrate)
-			say("guest", "  posted: descriptor %d (%zu-byte request, %zu-byte tail) "
-			    "on invalidation queue 0 (vhost vq %u)", h, VI_INVAL_LEN, VI_TAIL, IQ);
+			say("guest", "  posted: desc %d (%zu+%zu bytes) on invalq 0 (vq %u)",
+			    h, VI_INVAL_LEN, VI_TAIL, IQ);
 	}
 	vi_kick(&d, IQ);
 	if (narrate)
@@ -286,8 +288,7 @@ int main(void)
 	}
 	say("VMM", "/dev/vhost-iommu: features %#llx (VERSION_1, ATTACH_TABLE, INVALQ),",
 	    (unsigned long long)VI_FEATURES);
-	say("VMM", "  memory table, page-request queue (vq 0) and 1 invalidation queue (vq 1),"
-	    " running");
+	say("VMM", "  mem table, page-request queue (vq 0), invalq (vq 1), running");
 	ret = vi_setup(&d, VI_FEATURES, RING, 1);
 	if (!ret) {
 		ret = vi_set_iommufd(d.fd, n.iommufd, 0);
@@ -303,8 +304,8 @@ int main(void)
 	if (!ret) {
 		ret = vi_set_endpoint(d.fd, 0, EP, DOMAIN, n.edu.dev_id, n.vsid);
 		if (!ret)
-			say("VMM", "  VHOST_IOMMU_SET_ENDPOINT endpoint %u domain %u -> "
-			    "device %u, vSID %#x", EP, DOMAIN, n.edu.dev_id, n.vsid);
+			say("VMM", "  SET_ENDPOINT endpoint %u domain %u -> device %u, vSID %#x",
+			    EP, DOMAIN, n.edu.dev_id, n.vsid);
 	}
 	if (ret) {
 		say("ERROR", "vhost-iommu setup: %s", strerror(-ret));
@@ -386,7 +387,7 @@ int main(void)
 		check(trace_errors == 0, "an iommufd call failed");
 		check(handled == entries, "iommufd did not handle every entry");
 	} else {
-		printf("  iommufd calls                                (tracepoint not readable: %s)\n",
+		printf("  iommufd calls                  (tracepoint not readable: %s)\n",
 		       strerror(-ret));
 	}
 	check(completed == posted && completed_ok == posted,
@@ -395,7 +396,6 @@ int main(void)
 	if (failures)
 		printf("\ndemo FAILED (%d step(s) did not behave)\n", failures);
 	else
-		printf("\ndemo passed: DMA followed the tables once the guest's INVALIDATE was "
-		       "served in the kernel\n");
+		printf("\ndemo passed: DMA followed the tables once the kernel invalidated\n");
 	return failures ? 1 : 0;
 }

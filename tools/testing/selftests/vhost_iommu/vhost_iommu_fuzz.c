@@ -728,7 +728,7 @@ static void check_order(struct freq *r)
 	F.overtakes++;
 	read_log();
 	if (F.mock_entries < F.kmin + pend_min)
-		die("queue %u: head %u (type %u) completed before an earlier INVALIDATE was done (log %llu entries, at least %llu due)",
+		die("q %u: head %u (type %u) done before an earlier INVALIDATE (log %llu < %llu)",
 		    q, r->head, r->out[0],
 		    (unsigned long long)F.mock_entries,
 		    (unsigned long long)(F.kmin + pend_min));
@@ -742,7 +742,7 @@ static void check_used(struct freq *r, uint32_t len)
 	if (r->done)
 		die("queue %u head %u returned twice", r->q, r->head);
 	if (r->outcome == O_FATAL)
-		die("fatal chain (kind %d, %u desc%s, type %u out %u in %u) queue %u head %u back (len %u)",
+		die("fatal chain (kind %d, %u desc%s, type %u out %u in %u) q %u head %u back (%u)",
 		    r->fatal, r->nr_desc, r->indirect ? " indirect" : "",
 		    r->out[0], r->out_len, r->in_len, r->q, r->head, len);
 	check_order(r);
@@ -773,7 +773,7 @@ static void check_used(struct freq *r, uint32_t len)
 	if (st >= 32 || !(r->stmask & ST(st))) {
 		const struct virtio_iommu_req_invalidate *inv = (void *)r->out;
 
-		die("type %u (out %u in %u): status %u, not in %#x (scope %u caches %#x flags %#x domain %u page_size %u nr_pages %#llx address %#llx)",
+		die("type %u (%u/%u): status %u not in %#x (s%u c%#x f%#x d%u ps%u n%#llx a%#llx)",
 		    r->out[0], r->out_len, r->in_len, st, r->stmask,
 		    inv->scope, inv->caches, inv->flags, inv->domain,
 		    inv->page_size, (unsigned long long)inv->nr_pages,
@@ -854,7 +854,7 @@ static void collect(unsigned int nr, unsigned int want)
 		    (now.tv_nsec - start.tv_nsec) / 1000000 > WAIT_MS) {
 			for (unsigned int k = 0; k < nr; k++)
 				if (!F.reqs[k].done && F.reqs[k].outcome != O_FATAL)
-					die("request %u (queue %u head %u type %u) not returned: %u of %u",
+					die("req %u (q %u head %u type %u) not returned: %u/%u",
 					    k, F.reqs[k].q, F.reqs[k].head,
 					    F.reqs[k].out[0], got, want);
 		}
@@ -1757,7 +1757,7 @@ int main(int argc, char **argv)
 	printf("# fatal chains: %llu, indirect: %llu, split: %llu, kicks: %llu\n",
 	       (unsigned long long)F.fatal, (unsigned long long)F.indirect,
 	       (unsigned long long)F.split, (unsigned long long)F.kicks);
-	printf("# page requests: %llu (%llu held and answered by a reset), refused VMM ioctls: %llu\n",
+	printf("# page requests: %llu (%llu answered by a reset), refused VMM ioctls: %llu\n",
 	       (unsigned long long)F.page_requests,
 	       (unsigned long long)F.held_answered,
 	       (unsigned long long)F.bad_ioctls);
@@ -1770,7 +1770,7 @@ int main(int argc, char **argv)
 	       (unsigned long long)F.stops, (unsigned long long)F.mem_tables,
 	       (unsigned long long)F.unbinds,
 	       (unsigned long long)F.event_idx_runs);
-	printf("# log checks: %llu, completions seen ahead of an earlier INVALIDATE: %llu, rounds with a stale endpoint: %llu\n",
+	printf("# log checks: %llu, overtakes: %llu, stale-endpoint rounds: %llu\n",
 	       (unsigned long long)F.log_checks,
 	       (unsigned long long)F.overtakes,
 	       (unsigned long long)F.stale_rounds);

@@ -629,7 +629,7 @@ TEST_F_TIMEOUT(fail_nth, worker_paths, 600)
 			}
 		}
 		ASSERT_EQ(base_resp + 2, mock_responses(&self->m)) {
-			TH_LOG("a page request was lost or answered twice (fault at worker site %u, %d delivered)",
+			TH_LOG("page request lost or answered twice (fault site %u, %d delivered)",
 			       nth, delivered);
 		}
 
@@ -1187,7 +1187,7 @@ TEST_F_TIMEOUT(race, loops, 600)
 		vi_close(&d);
 		vi_mock_close(&m);
 	}
-	TH_LOG("%u loops: %u INVALIDATEs posted, %u requests completed, %u page requests raised, %u delivered",
+	TH_LOG("%u loops: %u INVALIDATEs, %u completed, %u page requests, %u delivered",
 	       i, posted, completed, triggered, records);
 }
 

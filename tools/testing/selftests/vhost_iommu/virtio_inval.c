@@ -726,8 +726,8 @@ TEST_F(virtio_inval, vdevice_churn)
 	for (i = 0; i < 200; i++) {
 		ASSERT_EQ(0, vi_destroy(self->fd, self->vdev_id));
 		ASSERT_EQ(0, vi_mock_vdevice(self->fd, self->viommu_id,
-					      self->idev_id, VSID,
-					      &self->vdev_id));
+					     self->idev_id, VSID,
+					     &self->vdev_id));
 	}
 	__atomic_store_n(&r.stop, 1, __ATOMIC_RELAXED);
 	ASSERT_EQ(0, pthread_join(thread, NULL));
@@ -768,15 +768,14 @@ TEST_F(virtio_inval, stale_endpoint_skipped)
 		}
 		for (i = 0; i <= MOCK_DEV_CACHE_ID_MAX; i++)
 			ASSERT_TRUE(vi_mock_cache_is(self->fd, self->idev_id, i,
-						    order ? 0 :
-						    IOMMU_TEST_DEV_CACHE_DEFAULT));
+						     order ? 0 :
+						     IOMMU_TEST_DEV_CACHE_DEFAULT));
 		ASSERT_EQ(0, vi_inval(self->fd, self->viommu_id,
 				      IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO, e,
 				      sizeof(e[0]), &num));
 		ASSERT_EQ(3, num);
 		for (i = 0; i <= MOCK_DEV_CACHE_ID_MAX; i++)
-			ASSERT_TRUE(vi_mock_cache_is(self->fd, self->idev_id, i,
-						    0));
+			ASSERT_TRUE(vi_mock_cache_is(self->fd, self->idev_id, i, 0));
 		ASSERT_EQ(0, vi_read_log(self->fd, self->viommu_id, &log));
 		ASSERT_EQ(1, log.calls);
 		ASSERT_EQ(3, log.num);
