@@ -9,6 +9,14 @@
  * emulated endpoint (virtio-rng) uses to translate its DMA, and writes the
  * faults of a refused DMA into the guest's event buffers.
  *
+ * An assigned PCI device (pci.c) is an endpoint too: the domain it joins
+ * gets an IOAS of the VMM's iommufd, the device is attached to it, and the
+ * domain's mappings are mapped there (IOMMU_IOAS_MAP of the guest memory's
+ * VMM address at the IOVA), so that the host's IOMMU enforces them. A
+ * device that leaves its domain (DETACH, a device reset) is detached from
+ * the IOAS, which blocks its DMA, and an IOAS goes when its domain holds no
+ * assigned device any more.
+ *
  * /dev/vhost-iommu serves only the fast-path queues of
  * VIRTIO_IOMMU_F_INVALQ: 2, the page-request queue, and 3.., the
  * invalidation queues (vhost indices 0, 1..). When the device file exists
@@ -28,6 +36,7 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <linux/iommufd.h>
 #include <linux/kvm.h>
 #include <linux/vhost.h>
 #include <linux/virtio_iommu.h>
@@ -89,6 +98,7 @@ struct mapping {
 	uint64_t start, end;	/* IOVA, inclusive */
 	uint64_t gpa;
 	uint32_t flags;
+	bool in_ioas;		/* mapped in the domain's IOAS */
 };
 
 struct domain {
@@ -96,6 +106,15 @@ struct domain {
 	unsigned int nr_eps;
 	struct mapping *maps;
 	size_t nr_maps;
+	/* With an assigned endpoint: its IOAS (else 0), and how many */
+	uint32_t ioas_id;
+	unsigned int nr_pdevs;
+};
+
+struct endpoint {
+	uint32_t id;
+	int dom;		/* its domain, or -1 */
+	struct pdev *pdev;	/* an assigned device, or NULL: the virtio-rng */
 };
 
 struct viommu {
@@ -115,7 +134,8 @@ struct viommu {
 	int err_fd[VQ_MAX];
 
 	struct domain doms[MAX_DOMAINS];
-	int ep_dom;		/* the domain of the rng endpoint, or -1 */
+	struct endpoint eps[1 + MAX_ASSIGNED];	/* the virtio-rng first */
+	unsigned int nr_eps;
 
 	/* Faults waiting for an event buffer */
 	struct virtio_iommu_fault faults[MAX_PENDING_FAULTS];
@@ -208,44 +228,236 @@ static struct domain *domain_get(struct viommu *vi, uint32_t id)
 	return &vi->doms[id];
 }
 
-static void domain_free(struct domain *dom)
+static struct endpoint *endpoint_get(struct viommu *vi, uint32_t id)
 {
+	for (unsigned int i = 0; i < vi->nr_eps; i++)
+		if (vi->eps[i].id == id)
+			return &vi->eps[i];
+	return NULL;
+}
+
+/* Account an IOAS operation to the assigned endpoints of @dom */
+static void count_ioas(struct viommu *vi, struct domain *dom, bool map,
+		       bool dropped)
+{
+	for (unsigned int i = 0; i < vi->nr_eps; i++) {
+		struct pdev *p = vi->eps[i].pdev;
+
+		if (!p || vi->eps[i].dom != dom - vi->doms)
+			continue;
+		if (map)
+			p->nr_ioas_maps++;
+		else if (dropped)
+			p->nr_unmaps_dropped++;
+		else
+			p->nr_ioas_unmaps++;
+	}
+}
+
+static uint8_t errno_status(int err)
+{
+	switch (err) {
+	case ENOMEM:
+		return VIRTIO_IOMMU_S_NOMEM;
+	case EADDRINUSE:
+	case ERANGE:
+	case EEXIST:
+		return VIRTIO_IOMMU_S_RANGE;
+	default:
+		return VIRTIO_IOMMU_S_DEVERR;
+	}
+}
+
+/*
+ * Map @m into the domain's IOAS, at its IOVA, the VMM's address of the
+ * guest memory (do_map() checked that it is RAM). Return 0 or -errno.
+ */
+static int ioas_map(struct viommu *vi, struct domain *dom, struct mapping *m)
+{
+	uint64_t len = m->end - m->start + 1;
+	struct iommu_ioas_map map = {
+		.size = sizeof(map),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA,
+		.ioas_id = dom->ioas_id,
+		.user_va = (uintptr_t)gpa_to_hva(vi->vm, m->gpa, len),
+		.length = len,
+		.iova = m->start,
+	};
+
+	if (m->flags & VIRTIO_IOMMU_MAP_F_READ)
+		map.flags |= IOMMU_IOAS_MAP_READABLE;
+	if (m->flags & VIRTIO_IOMMU_MAP_F_WRITE)
+		map.flags |= IOMMU_IOAS_MAP_WRITEABLE;
+	/* Neither: no access, nothing the IOMMU needs to know */
+	if (!(map.flags & ~IOMMU_IOAS_MAP_FIXED_IOVA) || !dom->ioas_id)
+		return 0;
+	if (ioctl(vi->vm->iommufd, IOMMU_IOAS_MAP, &map)) {
+		vmm_log("IOMMU_IOAS_MAP of [%#llx-%#llx]: %s",
+			(unsigned long long)m->start,
+			(unsigned long long)m->end, strerror(errno));
+		return -errno;
+	}
+	m->in_ioas = true;
+	count_ioas(vi, dom, true, false);
+	return 0;
+}
+
+/*
+ * Unmap @m from the domain's IOAS: exactly its range. --unmap=drop (a
+ * negative control for tests) leaves it there.
+ */
+static int ioas_unmap(struct viommu *vi, struct domain *dom, struct mapping *m)
+{
+	struct iommu_ioas_unmap unmap = {
+		.size = sizeof(unmap),
+		.ioas_id = dom->ioas_id,
+		.iova = m->start,
+		.length = m->end - m->start + 1,
+	};
+
+	if (!m->in_ioas)
+		return 0;
+	m->in_ioas = false;
+	count_ioas(vi, dom, false, vi->vm->unmap_drop);
+	if (vi->vm->unmap_drop)
+		return 0;
+	if (ioctl(vi->vm->iommufd, IOMMU_IOAS_UNMAP, &unmap)) {
+		vmm_log("IOMMU_IOAS_UNMAP of [%#llx-%#llx]: %s",
+			(unsigned long long)m->start,
+			(unsigned long long)m->end, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* Destroy the IOAS of @dom; no device may be attached to it */
+static void ioas_destroy(struct viommu *vi, struct domain *dom)
+{
+	struct iommu_destroy d = { .size = sizeof(d), .id = dom->ioas_id };
+
+	if (!dom->ioas_id)
+		return;
+	if (ioctl(vi->vm->iommufd, IOMMU_DESTROY, &d))
+		die("IOMMU_DESTROY of IOAS %u: %s", dom->ioas_id,
+		    strerror(errno));
+	dom->ioas_id = 0;
+	for (size_t i = 0; i < dom->nr_maps; i++)
+		dom->maps[i].in_ioas = false;
+}
+
+/* Give @dom an IOAS holding its mappings. Return 0 or -errno. */
+static int ioas_create(struct viommu *vi, struct domain *dom)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	int ret = 0;
+
+	if (dom->ioas_id)
+		return 0;
+	if (ioctl(vi->vm->iommufd, IOMMU_IOAS_ALLOC, &alloc))
+		return -errno;
+	dom->ioas_id = alloc.out_ioas_id;
+	for (size_t i = 0; i < dom->nr_maps && !ret; i++)
+		ret = ioas_map(vi, dom, &dom->maps[i]);
+	if (ret)
+		ioas_destroy(vi, dom);
+	return ret;
+}
+
+static void domain_free(struct viommu *vi, struct domain *dom)
+{
+	ioas_destroy(vi, dom);
 	free(dom->maps);
 	memset(dom, 0, sizeof(*dom));
 }
 
-/* The endpoint leaves its domain; the last one out destroys the domain */
-static void endpoint_detach(struct viommu *vi)
+/*
+ * The endpoint leaves its domain (an assigned device is detached from the
+ * IOAS already); the last one out destroys the domain, the last assigned
+ * one the IOAS
+ */
+static void endpoint_leave(struct viommu *vi, struct endpoint *ep)
 {
 	struct domain *dom;
 
-	if (vi->ep_dom < 0)
+	if (ep->dom < 0)
 		return;
-	dom = &vi->doms[vi->ep_dom];
-	vi->ep_dom = -1;
+	dom = &vi->doms[ep->dom];
+	ep->dom = -1;
+	if (ep->pdev)
+		dom->nr_pdevs--;
 	if (--dom->nr_eps == 0)
-		domain_free(dom);
+		domain_free(vi, dom);
+	else if (!dom->nr_pdevs)
+		ioas_destroy(vi, dom);
+}
+
+/* Block the DMA of an assigned endpoint: detached from any IOAS */
+static int endpoint_block(struct endpoint *ep)
+{
+	int ret;
+
+	if (!ep->pdev)
+		return 0;
+	ret = pci_attach(ep->pdev, 0);
+	if (ret)
+		vmm_log("%s: VFIO_DEVICE_DETACH_IOMMUFD_PT: %s", ep->pdev->bdf,
+			strerror(-ret));
+	return ret;
+}
+
+/*
+ * An assigned endpoint joins @dom: the domain gets an IOAS with its
+ * mappings, the device is attached to it, replacing its former IOAS
+ */
+static int endpoint_join_ioas(struct viommu *vi, struct endpoint *ep,
+			      struct domain *dom)
+{
+	bool fresh = !dom->ioas_id;
+	int ret;
+
+	ret = ioas_create(vi, dom);
+	if (!ret) {
+		ret = pci_attach(ep->pdev, dom->ioas_id);
+		if (ret)
+			vmm_log("%s: VFIO_DEVICE_ATTACH_IOMMUFD_PT: %s",
+				ep->pdev->bdf, strerror(-ret));
+	}
+	if (ret && !dom->nr_pdevs)
+		ioas_destroy(vi, dom);
+	/* The mappings a new IOAS got are this device's */
+	for (size_t i = 0; !ret && fresh && i < dom->nr_maps; i++)
+		ep->pdev->nr_ioas_maps += dom->maps[i].in_ioas;
+	return ret;
 }
 
 static uint8_t do_attach(struct viommu *vi, const uint8_t *buf)
 {
 	const struct virtio_iommu_req_attach *req = (const void *)buf;
 	uint32_t id = le32toh(req->domain);
-	uint32_t ep = le32toh(req->endpoint);
+	struct endpoint *ep = endpoint_get(vi, le32toh(req->endpoint));
+	struct domain *dom;
+	int ret;
 
 	if (!zero(req->reserved, sizeof(req->reserved)) || req->flags)
 		return VIRTIO_IOMMU_S_INVAL;	/* no BYPASS feature */
-	if (ep != RNG_ENDPOINT)
+	if (!ep)
 		return VIRTIO_IOMMU_S_NOENT;
 	if (id < DOMAIN_FIRST || id > DOMAIN_LAST)
 		return VIRTIO_IOMMU_S_RANGE;
-	if (vi->ep_dom == (int)id)
+	if (ep->dom == (int)id)
 		return VIRTIO_IOMMU_S_OK;
+	dom = &vi->doms[id];
+	if (ep->pdev) {
+		ret = endpoint_join_ioas(vi, ep, dom);
+		if (ret)
+			return errno_status(-ret);
+		dom->nr_pdevs++;
+	}
 	/* Attaching to another domain detaches from the current one */
-	endpoint_detach(vi);
-	vi->doms[id].used = true;
-	vi->doms[id].nr_eps++;
-	vi->ep_dom = id;
+	endpoint_leave(vi, ep);
+	dom->used = true;
+	dom->nr_eps++;
+	ep->dom = id;
 	return VIRTIO_IOMMU_S_OK;
 }
 
@@ -253,15 +465,17 @@ static uint8_t do_detach(struct viommu *vi, const uint8_t *buf)
 {
 	const struct virtio_iommu_req_detach *req = (const void *)buf;
 	uint32_t id = le32toh(req->domain);
-	uint32_t ep = le32toh(req->endpoint);
+	struct endpoint *ep = endpoint_get(vi, le32toh(req->endpoint));
 
 	if (!zero(req->reserved, sizeof(req->reserved)))
 		return VIRTIO_IOMMU_S_INVAL;
-	if (ep != RNG_ENDPOINT || !domain_get(vi, id))
+	if (!ep || !domain_get(vi, id))
 		return VIRTIO_IOMMU_S_NOENT;
-	if (vi->ep_dom != (int)id)
+	if (ep->dom != (int)id)
 		return VIRTIO_IOMMU_S_INVAL;
-	endpoint_detach(vi);
+	if (endpoint_block(ep))
+		return VIRTIO_IOMMU_S_DEVERR;
+	endpoint_leave(vi, ep);
 	return VIRTIO_IOMMU_S_OK;
 }
 
@@ -274,6 +488,7 @@ static uint8_t do_map(struct viommu *vi, const uint8_t *buf)
 	uint64_t gpa = le64toh(req->phys_start);
 	uint32_t flags = le32toh(req->flags);
 	struct mapping *m;
+	int ret;
 
 	if (!dom)
 		return VIRTIO_IOMMU_S_NOENT;
@@ -296,9 +511,14 @@ static uint8_t do_map(struct viommu *vi, const uint8_t *buf)
 		if (!dom->maps)
 			return VIRTIO_IOMMU_S_NOMEM;
 	}
-	dom->maps[dom->nr_maps++] = (struct mapping) {
+	m = &dom->maps[dom->nr_maps];
+	*m = (struct mapping) {
 		.start = start, .end = end, .gpa = gpa, .flags = flags,
 	};
+	ret = ioas_map(vi, dom, m);
+	if (ret)
+		return errno_status(-ret);
+	dom->nr_maps++;
 	if (dom->nr_maps > vi->maps_max)
 		vi->maps_max = dom->nr_maps;
 	return VIRTIO_IOMMU_S_OK;
@@ -310,6 +530,7 @@ static uint8_t do_unmap(struct viommu *vi, const uint8_t *buf)
 	struct domain *dom = domain_get(vi, le32toh(req->domain));
 	uint64_t start = le64toh(req->virt_start);
 	uint64_t end = le64toh(req->virt_end);
+	uint8_t status = VIRTIO_IOMMU_S_OK;
 	size_t i;
 
 	if (!dom)
@@ -327,17 +548,21 @@ static uint8_t do_unmap(struct viommu *vi, const uint8_t *buf)
 	for (i = 0; i < dom->nr_maps;) {
 		struct mapping *m = &dom->maps[i];
 
-		if (start <= m->start && m->end <= end)
-			*m = dom->maps[--dom->nr_maps];
-		else
+		if (start > m->start || m->end > end) {
 			i++;
+			continue;
+		}
+		/* Out of the IOMMU before the guest hears it is gone */
+		if (ioas_unmap(vi, dom, m))
+			status = VIRTIO_IOMMU_S_DEVERR;
+		*m = dom->maps[--dom->nr_maps];
 	}
-	return VIRTIO_IOMMU_S_OK;
+	return status;
 }
 
 /* PROBE: the MSI doorbell window, which the endpoint's MSIs bypass */
-static uint8_t do_probe(const uint8_t *buf, uint32_t resp_len, uint8_t *props,
-			uint32_t *props_len)
+static uint8_t do_probe(struct viommu *vi, const uint8_t *buf,
+			uint32_t resp_len, uint8_t *props, uint32_t *props_len)
 {
 	const struct virtio_iommu_req_probe *req = (const void *)buf;
 	struct virtio_iommu_probe_resv_mem msi = {
@@ -350,7 +575,7 @@ static uint8_t do_probe(const uint8_t *buf, uint32_t resp_len, uint8_t *props,
 
 	if (!zero(req->reserved, sizeof(req->reserved)))
 		return VIRTIO_IOMMU_S_INVAL;
-	if (le32toh(req->endpoint) != RNG_ENDPOINT)
+	if (!endpoint_get(vi, le32toh(req->endpoint)))
 		return VIRTIO_IOMMU_S_NOENT;
 	/* The tail goes after probe_size bytes of properties */
 	if (resp_len < PROBE_SIZE + sizeof(struct virtio_iommu_req_tail))
@@ -389,7 +614,7 @@ static uint8_t viommu_request(struct viommu *vi, const uint8_t *req,
 		status = do_unmap(vi, req);
 		break;
 	case VIRTIO_IOMMU_T_PROBE:
-		status = do_probe(req, resp_len, payload, payload_len);
+		status = do_probe(vi, req, resp_len, payload, payload_len);
 		break;
 	default:
 		/* INVALIDATE, PAGE_RESP with F_INVALQ: not on this queue */
@@ -508,13 +733,14 @@ static void report_fault(struct viommu *vi, uint8_t reason, uint32_t ep,
 static int translate(struct viommu *vi, uint64_t iova, bool write,
 		     uint64_t *gpa, uint64_t *room, uint8_t *reason)
 {
+	int id = endpoint_get(vi, RNG_ENDPOINT)->dom;
 	struct domain *dom;
 
-	if (vi->ep_dom < 0) {
+	if (id < 0) {
 		*reason = VIRTIO_IOMMU_FAULT_R_DOMAIN;
 		return -EFAULT;
 	}
-	dom = &vi->doms[vi->ep_dom];
+	dom = &vi->doms[id];
 	for (size_t i = 0; i < dom->nr_maps; i++) {
 		const struct mapping *m = &dom->maps[i];
 
@@ -837,16 +1063,31 @@ static void account_queue(struct viommu *vi)
 	vi->returned += used;
 }
 
+/*
+ * Every endpoint out of its domain, the assigned ones blocked (detached
+ * from their IOAS), every domain and IOAS destroyed. Under the lock.
+ */
+static void domains_clear(struct viommu *vi)
+{
+	for (unsigned int i = 0; i < vi->nr_eps; i++) {
+		struct endpoint *ep = &vi->eps[i];
+
+		if (ep->dom >= 0 && endpoint_block(ep))
+			die("%s: cannot block its DMA", ep->pdev->bdf);
+		ep->dom = -1;
+	}
+	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
+		if (vi->doms[i].used)
+			domain_free(vi, &vi->doms[i]);
+}
+
 /* Reset: forget every domain, mapping and waiting fault. Under the lock. */
 static void viommu_dev_reset(struct viommu *vi)
 {
 	account_queue(vi);
 	vi->started = false;
 	vhost_reset(vi);
-	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
-		if (vi->doms[i].used)
-			domain_free(&vi->doms[i]);
-	vi->ep_dom = -1;
+	domains_clear(vi);
 	vi->nr_faults = 0;
 	vi->resets++;
 }
@@ -988,7 +1229,14 @@ void viommu_create(struct vm *vm)
 	vi->vm = vm;
 	gpa_dma.ctx = vm;
 	vi->dev = &vm->viommu_dev;
-	vi->ep_dom = -1;
+	vi->eps[vi->nr_eps++] = (struct endpoint) {
+		.id = RNG_ENDPOINT, .dom = -1,
+	};
+	for (unsigned int i = 0; i < vm->nr_pdevs; i++)
+		vi->eps[vi->nr_eps++] = (struct endpoint) {
+			.id = PCI_ENDPOINT_BASE + vm->pdevs[i].devfn,
+			.dom = -1, .pdev = &vm->pdevs[i],
+		};
 	pthread_mutex_init(&vi->lock, NULL);
 	vhost_open(vi);
 	features = offered_features(vi);
@@ -1039,9 +1287,7 @@ void viommu_destroy(struct vm *vm)
 	pthread_mutex_unlock(&vi->lock);
 	eventfd_write(vi->ctl_fd, 1);
 	pthread_join(vi->thread, NULL);
-	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
-		if (vi->doms[i].used)
-			domain_free(&vi->doms[i]);
+	domains_clear(vi);
 	if (vi->vhost_fd >= 0)
 		close(vi->vhost_fd);
 }
@@ -1080,7 +1326,8 @@ void viommu_print_stats(struct vm *vm)
 		maps += vi->doms[i].nr_maps;
 	vmm_log("mappings: %llu now, at most %llu in a domain; endpoint %u in domain %d",
 		(unsigned long long)maps,
-		(unsigned long long)vi->maps_max, RNG_ENDPOINT, vi->ep_dom);
+		(unsigned long long)vi->maps_max, RNG_ENDPOINT,
+		endpoint_get(vi, RNG_ENDPOINT)->dom);
 	vmm_log("endpoint DMA through the mappings: %llu bytes read, %llu bytes written",
 		(unsigned long long)vi->bytes_read,
 		(unsigned long long)vi->bytes_written);
