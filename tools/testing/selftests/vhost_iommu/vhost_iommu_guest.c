@@ -327,6 +327,18 @@ struct cfg {
 	bool verbose;
 	bool perf;		/* no data check: too many blocks to search */
 	uint64_t seed;
+	/*
+	 * Device assignment: the edu devices the VMM gives the guest (-p),
+	 * the VMM's options for them, and what vhost_iommu_edu runs in the
+	 * guest (guest.edu=, commas for spaces). @edu_fails names the one
+	 * test of it that must fail (a negative control), or is NULL.
+	 */
+	unsigned int assign;
+	const char *vmm_args[4];
+	const char *edu;
+	const char *edu_fails;
+	/* Table mode: where the INVALIDATEs must have been served */
+	enum { INV_NONE, INV_KERNEL, INV_VMM } inval;
 };
 
 static double dd_secs(const struct run *r, unsigned int boot)
