@@ -1361,7 +1361,7 @@ void viommu_print_stats(struct vm *vm)
 			vi->dev->features & BIT64(VIRTIO_IOMMU_F_INVALQ) ?
 			"offered" : "not offered");
 	if (vi->nest.viommu_id)
-		vmm_log("table domains: %llu vSTEs installed, %llu IOMMU_HWPT_INVALIDATE by the VMM; invalidation queue: %s, %llu INVALIDATE served by the VMM (%llu failed, %llu dropped)",
+		vmm_log("table domains: %llu vSTEs installed, %llu IOMMU_HWPT_INVALIDATE by the VMM; invalidation queue by %s; served by the VMM: %llu INVALIDATE (%llu failed, %llu dropped)",
 			(unsigned long long)vi->nest.attaches,
 			(unsigned long long)vi->nest.invalidations,
 			!negotiated(vi, VIRTIO_IOMMU_F_INVALQ) ? "none" :
