@@ -794,10 +794,21 @@ int main(int argc, char **argv)
 			.verbose = true, .seed = time(NULL),
 		};
 
-		ksft_set_plan(1 + 3 + 2);
+		/* Then an assigned edu on the guest's own tables */
+		struct cfg t = assign_cfgs[2];
+
+		t.name = "demo-table";
+		t.boots = 1;
+		t.verbose = true;
+		ksft_set_plan(1 + 3 + 2 + (edu_count() ? assign_tests(&t) : 0));
 		run_cfg(&c, vmm, &r);
 		check_run(&c, &r);
 		free_run(&r);
+		if (edu_count()) {
+			run_cfg(&t, vmm, &r);
+			check_assign(&t, &r);
+			free_run(&r);
+		}
 		restore_hugepages(huge);
 		ksft_finished();
 	}
