@@ -459,6 +459,20 @@ static int vcpu_loop(struct vm *vm)
 	"iommu.passthrough=0 iommu.strict=1 rng_core.default_quality=0 " \
 	"kmemleak=off"
 
+static enum inval_mode inval_mode(const char *arg)
+{
+	static const char *const names[] = {
+		[INVAL_KERNEL] = "kernel", [INVAL_VMM] = "vmm",
+		[INVAL_REQUESTQ] = "requestq", [INVAL_DROP] = "drop",
+		[INVAL_NONE] = "none",
+	};
+
+	for (unsigned int i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(arg, names[i]))
+			return i;
+	die("-I %s: kernel, vmm, requestq, drop or none", arg);
+}
+
 static void usage(const char *prog)
 {
 	printf("Usage: %s -k Image [options]\n"
@@ -483,6 +497,15 @@ static void usage(const char *prog)
 	       "  -U, --unmap=drop\n"
 	       "              negative control: answer UNMAP on a domain with an\n"
 	       "              assigned device without unmapping it from the IOAS\n"
+	       "  -I, --invalidate=MODE\n"
+	       "              the INVALIDATEs of the assigned devices' table\n"
+	       "              domains: kernel (the invalidation queue, served by\n"
+	       "              /dev/vhost-iommu; the default), vmm (the same queue\n"
+	       "              served by the VMM, one IOMMU_HWPT_INVALIDATE per\n"
+	       "              request), requestq (no F_INVALQ: on the request\n"
+	       "              queue, by the VMM), drop (negative control: the\n"
+	       "              VMM answers them without invalidating), none (no\n"
+	       "              F_ATTACH_TABLE: MAP/UNMAP only)\n"
 	       "  -v          log every request of the request queue\n"
 	       "  -t SECS     log the vCPU's progress every SECS seconds\n", prog,
 	       DEFAULT_CMDLINE, MAX_ASSIGNED);
@@ -494,6 +517,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "assign", required_argument, NULL, 'p' },
 		{ "unmap", required_argument, NULL, 'U' },
+		{ "invalidate", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ }
 	};
@@ -506,7 +530,7 @@ int main(int argc, char **argv)
 	unsigned int progress = 0;
 	int opt, ret;
 
-	while ((opt = getopt_long(argc, argv, "k:i:a:A:m:b:s:w:W:vt:p:U:h",
+	while ((opt = getopt_long(argc, argv, "k:i:a:A:m:b:s:w:W:I:vt:p:U:h",
 				  longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'k':
@@ -539,6 +563,9 @@ int main(int argc, char **argv)
 			break;
 		case 'W':
 			ropts.wild_iova = strtoull(optarg, NULL, 0);
+			break;
+		case 'I':
+			vm.inval = inval_mode(optarg);
 			break;
 		case 'v':
 			verbose = true;

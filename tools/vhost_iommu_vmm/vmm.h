@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdnoreturn.h>
+#include <linux/iommufd.h>
 
 #define GIC_DIST_BASE		0x08000000ULL
 #define GIC_DIST_SIZE		0x10000ULL
@@ -178,6 +179,14 @@ struct vm {
 	struct pdev pdevs[MAX_ASSIGNED];
 	/* --unmap=drop: UNMAP on an IOAS answered S_OK, not carried out */
 	bool unmap_drop;
+	/* Where the guest's INVALIDATEs of table domains are served (-I) */
+	enum inval_mode {
+		INVAL_KERNEL,	/* invalidation queue, /dev/vhost-iommu */
+		INVAL_VMM,	/* invalidation queue, this program */
+		INVAL_REQUESTQ,	/* no F_INVALQ: request queue, this program */
+		INVAL_DROP,	/* negative control: answered, not carried out */
+		INVAL_NONE,	/* no F_ATTACH_TABLE: MAP/UNMAP only */
+	} inval;
 	uint32_t uart_imsc;
 	bool uart_line;
 	char uart_buf[512];
@@ -233,6 +242,51 @@ void pci_print_stats(struct vm *vm);
 void pci_close(struct vm *vm);
 /* Attach @p to IOAS @ioas_id (replacing), or with 0 detach it: blocked */
 int pci_attach(struct pdev *p, uint32_t ioas_id);
+/* nested.c: the table domains of the assigned devices */
+#define NEST_MAX_EPS		2
+
+/* The objects shared by all table domains: one vIOMMU over the guest RAM */
+struct nest {
+	int iommufd;
+	uint32_t ioas_id;	/* the guest RAM at IOVA = guest physical */
+	uint32_t s2_hwpt_id;	/* nest parent on it */
+	uint32_t viommu_id;
+	struct iommu_hw_info_arm_smmuv3 hw;	/* the host SMMUv3 */
+	uint64_t attaches, invalidations;
+};
+
+/* An assigned device as the vIOMMU sees it */
+struct nest_ep {
+	struct pdev *pdev;
+	uint32_t endpoint;	/* virtio endpoint ID, also the vSID */
+	uint32_t vdevice_id;
+	uint32_t abort_hwpt_id;	/* nested HWPT of an invalid vSTE */
+	uint32_t table_hwpt_id;	/* of the guest's vSTE, or 0 */
+};
+
+int nest_init(struct nest *n, struct vm *vm, int iommufd, uint32_t dev_id);
+void nest_destroy(struct nest *n);
+int nest_add_ep(struct nest *n, struct nest_ep *ep);
+void nest_remove_ep(struct nest *n, struct nest_ep *ep);
+/* VIRTIO_IOMMU_S_OK if a guest may hand over these STE words */
+uint8_t nest_check_ste(struct vm *vm, const uint64_t ste[2]);
+/* Install the guest's vSTE, or the abort one; 0 or -errno */
+int nest_attach_table(struct nest *n, struct nest_ep *ep,
+		      const uint64_t ste[2]);
+int nest_block(struct nest *n, struct nest_ep *ep);
+/* Destroy the HWPT of the guest's vSTE once the device left it */
+void nest_drop_table(struct nest *n, struct nest_ep *ep);
+/*
+ * IOMMU_HWPT_INVALIDATE of a guest INVALIDATE request @req (the
+ * device-readable part, struct virtio_iommu_req_invalidate) on a domain
+ * with endpoints @eps; 0 or -errno
+ */
+int nest_invalidate(struct nest *n, const void *req,
+		    const struct nest_ep *const *eps, unsigned int nr_eps);
+/* The PROBE property VIRTIO_IOMMU_PROBE_T_HW_ARM_SMMU3; its size */
+size_t nest_probe_prop(const struct nest *n, void *buf);
+/* The virtio status of an iommufd error */
+uint8_t nest_status(int err);
 
 /* rng.c */
 struct rng_opts {
