@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 
 #include "../kselftest.h"
@@ -519,6 +520,8 @@ static void trace_start(void)
 {
 	char path[256];
 
+	/* The test VM's init mounts no tracefs */
+	mount("tracefs", trace_dirs[0], "tracefs", 0, NULL);
 	for (size_t i = 0; i < ARRAY_SIZE(trace_dirs) && !tracefs; i++) {
 		snprintf(path, sizeof(path),
 			 "%s/events/vhost_iommu/vhost_iommu_invalidate/enable",
@@ -575,10 +578,10 @@ static void check_assign(const struct cfg *c, const struct run *r)
 	for (unsigned int b = 1; b <= c->boots; b++) {
 		long long pass, failed, skipped;
 
-		snprintf(needle, sizeof(needle), "boot=%u ", b);
-		pass = number(r, "GUEST-EDU", needle, "pass:");
-		failed = number(r, "GUEST-EDU", needle, "fail:");
-		skipped = number(r, "GUEST-EDU", needle, "skip:");
+		snprintf(needle, sizeof(needle), "GUEST-EDU boot=%u ", b);
+		pass = number(r, needle, "# Totals:", "pass:");
+		failed = number(r, needle, "# Totals:", "fail:");
+		skipped = number(r, needle, "# Totals:", "skip:");
 		ksft_test_result(find(r, "GUEST-DMESG", "0000:00:01.0: Adding to iommu group") &&
 				 pass > 0 && failed == !!c->edu_fails && skipped == 0 &&
 				 (!c->edu_fails || edu_result(r, b, c->edu_fails) == 0),
@@ -590,9 +593,9 @@ static void check_assign(const struct cfg *c, const struct run *r)
 
 	attach_table = requests(r, "ATTACH_TABLE", &fail);
 	inval = requests(r, "INVALIDATE", &fail);
-	vstes = number(r, "vmm: table domains:", NULL, "domains: ");
-	invalq = number(r, "vmm: table domains:", NULL, "served by the VMM: ");
-	dropped = number(r, "vmm: table domains:", NULL, "failed, ");
+	vstes = number(r, "vmm: table domains:", "vSTEs", "domains: ");
+	invalq = number(r, "vmm: table domains:", "vSTEs", "served by the VMM: ");
+	dropped = number(r, "vmm: table domains:", "vSTEs", "failed, ");
 	entries = trace_entries(&batches);
 	switch (c->inval) {
 	case INV_NONE: {

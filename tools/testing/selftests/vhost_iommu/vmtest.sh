@@ -54,6 +54,8 @@ EOT
 		# The fuzzer's default million requests: 4-7 minutes
 		t=600
 		[ "$p" = vhost_iommu_fuzz ] && t=900
+		# Seven inner-guest runs, about a minute each
+		[ "$p" = vhost_iommu_guest ] && t=1200
 		# About 60 edu DMAs of ~100 ms of virtual time each: 7 s on the debug kernel
 		[ "$p" = vhost_iommu_edu ] && t=120
 		printf '%-18s %-4s seq /tests/%s\n' "$p" "$t" "$p"
