@@ -275,31 +275,41 @@ int nest_block(struct nest *n, struct nest_ep *ep)
 	return 0;
 }
 
+/*
+ * As the kernel's own documentation of the type has it (and vhost-iommu
+ * does): a domain entry for the IOTLB unless the request names only the
+ * PASID tables, which are per endpoint, and one endpoint entry per endpoint
+ */
 int nest_invalidate(struct nest *n, const void *req,
 		    const struct nest_ep *const *eps, unsigned int nr_eps)
 {
-	struct iommu_viommu_invalidate_virtio e[1 + NEST_MAX_EPS];
+	struct iommu_viommu_invalidate_virtio e[1 + NEST_MAX_EPS], guest = { 0 };
 	struct iommu_hwpt_invalidate cmd = {
 		.size = sizeof(cmd),
 		.hwpt_id = n->viommu_id,
 		.data_uptr = (uintptr_t)e,
 		.data_type = IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
 		.entry_len = sizeof(e[0]),
-		.entry_num = 1 + nr_eps,
 	};
+	unsigned int nr = 0;
 
 	if (nr_eps > NEST_MAX_EPS)
 		return -EINVAL;
-	/* The domain entry, then one endpoint entry per endpoint */
-	memset(e, 0, sizeof(e));
-	for (unsigned int i = 0; i <= nr_eps; i++) {
-		memcpy((uint8_t *)&e[i] + IOMMU_VIRTIO_INVAL_REQ_OFFSET,
-		       (const uint8_t *)req + 4, IOMMU_VIRTIO_INVAL_REQ_LEN);
-		if (!i)
-			continue;
-		e[i].flags = IOMMU_VIRTIO_INVAL_HOST_F_VDEV;
-		e[i].vdev_id = eps[i - 1]->endpoint;
+	memcpy((uint8_t *)&guest + IOMMU_VIRTIO_INVAL_REQ_OFFSET,
+	       (const uint8_t *)req + sizeof(struct virtio_iommu_req_head),
+	       IOMMU_VIRTIO_INVAL_REQ_LEN);
+	if (guest.caches != IOMMU_VIRTIO_INVAL_C_PASID) {
+		e[nr] = guest;
+		e[nr++].caches &= ~IOMMU_VIRTIO_INVAL_C_PASID;
 	}
+	for (unsigned int i = 0; i < nr_eps; i++) {
+		e[nr] = guest;
+		e[nr].flags = IOMMU_VIRTIO_INVAL_HOST_F_VDEV;
+		e[nr++].vdev_id = eps[i]->endpoint;
+	}
+	if (!nr)
+		return 0;
+	cmd.entry_num = nr;
 	n->invalidations++;
 	if (ioctl(n->iommufd, IOMMU_HWPT_INVALIDATE, &cmd))
 		return -errno;
