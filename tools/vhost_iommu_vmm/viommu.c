@@ -1615,7 +1615,8 @@ void viommu_print_stats(struct vm *vm)
 		vmm_log("table domains: %llu vSTEs installed, %llu IOMMU_HWPT_INVALIDATE by the VMM; invalidation queue by %s; served by the VMM: %llu INVALIDATE (%llu failed, %llu dropped)",
 			(unsigned long long)vi->nest.attaches,
 			(unsigned long long)vi->nest.invalidations,
-			!negotiated(vi, VIRTIO_IOMMU_F_INVALQ) ? "none" :
+			!(vi->dev->features & BIT64(VIRTIO_IOMMU_F_INVALQ)) ?
+			"none (not offered)" :
 			vi->vm->inval == INVAL_KERNEL ? "/dev/vhost-iommu" :
 			"the VMM",
 			(unsigned long long)vi->nr_invalq,
