@@ -519,6 +519,7 @@ static const char *tracefs;
 static void trace_start(void)
 {
 	char path[256];
+	int fd;
 
 	/* The test VM's init mounts no tracefs */
 	mount("tracefs", trace_dirs[0], "tracefs", 0, NULL);
@@ -532,7 +533,10 @@ static void trace_start(void)
 	if (!tracefs)
 		return;
 	snprintf(path, sizeof(path), "%s/trace", tracefs);
-	vi_write_file(path, "");	/* O_TRUNC: clears the buffer */
+	/* An open with O_TRUNC clears the buffer: no entry of a run before */
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
 }
 
 static long long trace_entries(long long *batches)
