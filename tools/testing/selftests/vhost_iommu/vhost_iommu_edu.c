@@ -73,6 +73,7 @@ struct edu_test {
 	uint32_t ioas_id;
 	struct edu_dev edu;
 	char bdf[32];
+	uint32_t hwpt_id;	/* the IOMMU domain the device is in */
 	struct edu_dev edu2;	/* a second edu, when a test has one */
 	uint8_t *pages;		/* A, B, SRC, CHK: one page each */
 	uint8_t *a, *b, *src, *chk;
@@ -160,9 +161,12 @@ static int ioas_unmap(struct edu_test *t, uint64_t iova, uint64_t len,
 	return ret;
 }
 
-/* Open the edu @bdf on the test's iommufd and attach it to the IOAS */
+/*
+ * Open the edu @bdf on the test's iommufd and attach it to the IOAS;
+ * *@hwpt_id (may be NULL) the HWPT (the IOMMU domain) iommufd chose for it
+ */
 static void edu_attach(struct __test_metadata *_metadata, struct edu_test *t,
-		       struct edu_dev *edu, const char *bdf)
+		       struct edu_dev *edu, const char *bdf, uint32_t *hwpt_id)
 {
 	struct vfio_device_attach_iommufd_pt attach = {
 		.argsz = sizeof(attach),
@@ -175,6 +179,8 @@ static void edu_attach(struct __test_metadata *_metadata, struct edu_test *t,
 	ASSERT_EQ(0, ioctl(edu->fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
 		TH_LOG("VFIO_DEVICE_ATTACH_IOMMUFD_PT edu %s to IOAS %u: %s",
 		       bdf, t->ioas_id, strerror(errno));
+	if (hwpt_id)
+		*hwpt_id = attach.pt_id;
 }
 
 /* A fresh iommufd and IOAS, the device attached, SRC and CHK mapped */
@@ -188,7 +194,7 @@ static void edu_up(struct __test_metadata *_metadata, struct edu_test *t)
 	ASSERT_EQ(0, ioctl(t->iommufd, IOMMU_IOAS_ALLOC, &alloc))
 		TH_LOG("IOMMU_IOAS_ALLOC: %s", strerror(errno));
 	t->ioas_id = alloc.out_ioas_id;
-	edu_attach(_metadata, t, &t->edu, t->bdf);
+	edu_attach(_metadata, t, &t->edu, t->bdf, &t->hwpt_id);
 	ret = ioas_map(t, t->src, PAGE, IOVA_SRC);
 	ASSERT_EQ(0, ret) TH_LOG("IOMMU_IOAS_MAP source page: %s", strerror(-ret));
 	ret = ioas_map(t, t->chk, PAGE, IOVA_CHK);
@@ -681,6 +687,7 @@ TEST_F(edu, two_devices)
 	struct edu_test *t = &self->t;
 	int i, n = edu_count(), got;
 	char bdf[32] = "";
+	uint32_t hwpt2;
 	uint64_t len;
 
 	if (n < 2)
@@ -690,8 +697,13 @@ TEST_F(edu, two_devices)
 		if (!edu_bdf(i, bdf, sizeof(bdf)) && !strcmp(bdf, t->bdf))
 			bdf[0] = 0;
 	ASSERT_NE(0, bdf[0]) TH_LOG("no edu other than %s", t->bdf);
-	edu_attach(_metadata, t, &t->edu2, bdf);
-	ksft_print_msg("  edu %s and %s attached to IOAS %u\n", t->bdf, bdf, t->ioas_id);
+	edu_attach(_metadata, t, &t->edu2, bdf, &hwpt2);
+	ksft_print_msg("  edu %s and %s attached to IOAS %u: HWPT %u and %u\n",
+		       t->bdf, bdf, t->ioas_id, t->hwpt_id, hwpt2);
+	/* One IOMMU domain for both: they share its tables (and ASID) */
+	ASSERT_EQ(t->hwpt_id, hwpt2)
+		TH_LOG("the two edus are in different IOMMU domains: HWPT %u and %u",
+		       t->hwpt_id, hwpt2);
 
 	ASSERT_EQ(0, ioas_map(t, t->a, PAGE, IOVA_X));
 	got = dma_two(_metadata, t, &t->edu, 1, "buffer A mapped");
