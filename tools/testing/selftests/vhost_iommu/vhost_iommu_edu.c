@@ -73,6 +73,8 @@ struct edu_test {
 	uint32_t ioas_id;
 	struct edu_dev edu;
 	char bdf[32];
+	uint32_t hwpt_id;	/* the IOMMU domain the device is in */
+	struct edu_dev edu2;	/* a second edu, when a test has one */
 	uint8_t *pages;		/* A, B, SRC, CHK: one page each */
 	uint8_t *a, *b, *src, *chk;
 	uint8_t *huge;		/* the 2 MiB buffer, when a test has one */
@@ -159,34 +161,51 @@ static int ioas_unmap(struct edu_test *t, uint64_t iova, uint64_t len,
 	return ret;
 }
 
+/*
+ * Open the edu @bdf on the test's iommufd and attach it to the IOAS;
+ * *@hwpt_id (may be NULL) the HWPT (the IOMMU domain) iommufd chose for it
+ */
+static void edu_attach(struct __test_metadata *_metadata, struct edu_test *t,
+		       struct edu_dev *edu, const char *bdf, uint32_t *hwpt_id)
+{
+	struct vfio_device_attach_iommufd_pt attach = {
+		.argsz = sizeof(attach),
+		.pt_id = t->ioas_id,
+	};
+	int ret;
+
+	ret = edu_open_bdf(edu, bdf, t->iommufd);
+	ASSERT_EQ(0, ret) TH_LOG("open edu %s through vfio-pci: %s", bdf, strerror(-ret));
+	ASSERT_EQ(0, ioctl(edu->fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
+		TH_LOG("VFIO_DEVICE_ATTACH_IOMMUFD_PT edu %s to IOAS %u: %s",
+		       bdf, t->ioas_id, strerror(errno));
+	if (hwpt_id)
+		*hwpt_id = attach.pt_id;
+}
+
 /* A fresh iommufd and IOAS, the device attached, SRC and CHK mapped */
 static void edu_up(struct __test_metadata *_metadata, struct edu_test *t)
 {
 	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
-	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
 	int ret;
 
 	t->iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, t->iommufd) TH_LOG("open /dev/iommu: %s", strerror(errno));
-	ret = edu_open_bdf(&t->edu, t->bdf, t->iommufd);
-	ASSERT_EQ(0, ret) TH_LOG("open edu %s through vfio-pci: %s", t->bdf, strerror(-ret));
 	ASSERT_EQ(0, ioctl(t->iommufd, IOMMU_IOAS_ALLOC, &alloc))
 		TH_LOG("IOMMU_IOAS_ALLOC: %s", strerror(errno));
 	t->ioas_id = alloc.out_ioas_id;
-	attach.pt_id = t->ioas_id;
-	ASSERT_EQ(0, ioctl(t->edu.fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
-		TH_LOG("VFIO_DEVICE_ATTACH_IOMMUFD_PT edu %s to IOAS %u: %s",
-		       t->bdf, t->ioas_id, strerror(errno));
+	edu_attach(_metadata, t, &t->edu, t->bdf, &t->hwpt_id);
 	ret = ioas_map(t, t->src, PAGE, IOVA_SRC);
 	ASSERT_EQ(0, ret) TH_LOG("IOMMU_IOAS_MAP source page: %s", strerror(-ret));
 	ret = ioas_map(t, t->chk, PAGE, IOVA_CHK);
 	ASSERT_EQ(0, ret) TH_LOG("IOMMU_IOAS_MAP check page: %s", strerror(-ret));
 }
 
-/* Closing the device detaches it; closing the iommufd frees its objects. */
+/* Closing the devices detaches them; closing the iommufd frees its objects. */
 static void edu_down(struct edu_test *t)
 {
 	edu_close(&t->edu);
+	edu_close(&t->edu2);
 	if (t->iommufd >= 0)
 		close(t->iommufd);
 	t->iommufd = -1;
@@ -199,6 +218,7 @@ FIXTURE_SETUP(edu)
 
 	t->iommufd = -1;
 	t->edu.fd = -1;
+	t->edu2.fd = -1;
 	if (opt_bdf) {
 		snprintf(t->bdf, sizeof(t->bdf), "%s", opt_bdf);
 	} else {
@@ -227,27 +247,45 @@ FIXTURE_TEARDOWN(edu)
 		munmap(t->huge_map, t->huge_map_len);
 }
 
-/* @pattern into the device buffer, from the source page */
-static void load_device(struct __test_metadata *_metadata,
-			struct edu_test *t, uint32_t pattern)
+/* @pattern into the buffer of device @edu, from the source page */
+static void load_edu(struct __test_metadata *_metadata, struct edu_test *t,
+		     struct edu_dev *edu, uint32_t pattern)
 {
 	int ret;
 
 	fill(t->src, pattern, PAGE);
-	ret = edu_dma(&t->edu, IOVA_SRC, PAGE, false);
-	ASSERT_EQ(0, ret) TH_LOG("edu DMA source page -> device: %s", strerror(-ret));
+	ret = edu_dma(edu, IOVA_SRC, PAGE, false);
+	ASSERT_EQ(0, ret) TH_LOG("edu %s DMA source page -> device: %s",
+				 edu->bdf, strerror(-ret));
 }
 
-/* @len bytes of the device buffer -> @iova, the buffer holding @pattern first */
-static void dma_to(struct __test_metadata *_metadata, struct edu_test *t,
-		   uint64_t iova, uint32_t pattern, uint32_t len)
+static void load_device(struct __test_metadata *_metadata,
+			struct edu_test *t, uint32_t pattern)
+{
+	load_edu(_metadata, t, &t->edu, pattern);
+}
+
+/*
+ * @len bytes of the buffer of device @edu -> @iova, the buffer holding
+ * @pattern first
+ */
+static void edu_dma_to(struct __test_metadata *_metadata, struct edu_test *t,
+		       struct edu_dev *edu, uint64_t iova, uint32_t pattern,
+		       uint32_t len)
 {
 	int ret;
 
-	load_device(_metadata, t, pattern);
-	ret = edu_dma(&t->edu, iova, len, true);
-	ASSERT_EQ(0, ret) TH_LOG("edu DMA device -> IOVA %#llx: %s",
+	load_edu(_metadata, t, edu, pattern);
+	ret = edu_dma(edu, iova, len, true);
+	ASSERT_EQ(0, ret) TH_LOG("edu %s DMA device -> IOVA %#llx: %s", edu->bdf,
 				 (unsigned long long)iova, strerror(-ret));
+}
+
+/* The same with the test's (first) device */
+static void dma_to(struct __test_metadata *_metadata, struct edu_test *t,
+		   uint64_t iova, uint32_t pattern, uint32_t len)
+{
+	edu_dma_to(_metadata, t, &t->edu, iova, pattern, len);
 }
 
 /* @len bytes at @iova -> device buffer, then the device buffer into the check page */
@@ -622,6 +660,68 @@ TEST_F(edu, reopen)
 			TH_LOG("open %d: DMA to IOVA %#llx (%s mapped) landed in %s",
 			       i + 1, IOVA_X, where_name(in), where_name(where(t, p, PAGE)));
 	}
+}
+
+/*
+ * Both edu devices on one iommufd, attached to the same IOAS: both DMA
+ * through its mappings, and after the IOVA is remapped to another buffer both
+ * follow the new mapping, the second device first. In the inner guest both
+ * are in one domain of the guest's IOMMU; a stale translation cached by
+ * either device's first DMA would send the bytes to the old buffer A.
+ */
+static int dma_two(struct __test_metadata *_metadata, struct edu_test *t,
+		   struct edu_dev *edu, int nr, const char *mapped)
+{
+	uint32_t p = next_pattern(t);
+	int got;
+
+	edu_dma_to(_metadata, t, edu, IOVA_X, p, PAGE);
+	got = where(t, p, PAGE);
+	ksft_print_msg("  device %d (%s) -> IOVA %#llx (%s): %s\n",
+		       nr, edu->bdf, IOVA_X, mapped, where_name(got));
+	return got;
+}
+
+TEST_F(edu, two_devices)
+{
+	struct edu_test *t = &self->t;
+	int i, n = edu_count(), got;
+	char bdf[32] = "";
+	uint32_t hwpt2;
+	uint64_t len;
+
+	if (n < 2)
+		SKIP(return, "%d edu device(s): two_devices needs two", n);
+	/* The other one: the first edu that is not the fixture's */
+	for (i = 0; i < n && !bdf[0]; i++)
+		if (!edu_bdf(i, bdf, sizeof(bdf)) && !strcmp(bdf, t->bdf))
+			bdf[0] = 0;
+	ASSERT_NE(0, bdf[0]) TH_LOG("no edu other than %s", t->bdf);
+	edu_attach(_metadata, t, &t->edu2, bdf, &hwpt2);
+	ksft_print_msg("  edu %s and %s attached to IOAS %u: HWPT %u and %u\n",
+		       t->bdf, bdf, t->ioas_id, t->hwpt_id, hwpt2);
+	/* One IOMMU domain for both: they share its tables (and ASID) */
+	ASSERT_EQ(t->hwpt_id, hwpt2)
+		TH_LOG("the two edus are in different IOMMU domains: HWPT %u and %u",
+		       t->hwpt_id, hwpt2);
+
+	ASSERT_EQ(0, ioas_map(t, t->a, PAGE, IOVA_X));
+	got = dma_two(_metadata, t, &t->edu, 1, "buffer A mapped");
+	ASSERT_EQ(IN_A, got) TH_LOG("device 1's DMA landed in %s", where_name(got));
+	got = dma_two(_metadata, t, &t->edu2, 2, "buffer A mapped");
+	ASSERT_EQ(IN_A, got) TH_LOG("device 2's DMA landed in %s", where_name(got));
+
+	ASSERT_EQ(0, ioas_unmap(t, IOVA_X, PAGE, &len));
+	ASSERT_EQ(PAGE, len);
+	ASSERT_EQ(0, ioas_map(t, t->b, PAGE, IOVA_X));
+	got = dma_two(_metadata, t, &t->edu2, 2, "remapped from A to B");
+	ASSERT_EQ(IN_B, got)
+		TH_LOG("device 2's DMA after the remap to buffer B landed in %s",
+		       where_name(got));
+	got = dma_two(_metadata, t, &t->edu, 1, "remapped from A to B");
+	ASSERT_EQ(IN_B, got)
+		TH_LOG("device 1's DMA after the remap to buffer B landed in %s",
+		       where_name(got));
 }
 
 int main(int argc, char **argv)

@@ -514,26 +514,32 @@ static int edu_result(const struct run *r, unsigned int boot, const char *name)
 static const char *const trace_dirs[] = {
 	"/sys/kernel/tracing", "/sys/kernel/debug/tracing",
 };
+
 static const char *tracefs;
 
 static void trace_start(void)
 {
 	char path[256];
+	int fd;
 
 	/* The test VM's init mounts no tracefs */
-	mount("tracefs", trace_dirs[0], "tracefs", 0, NULL);
+	if (!tracefs)
+		mount("tracefs", trace_dirs[0], "tracefs", 0, NULL);
 	for (size_t i = 0; i < ARRAY_SIZE(trace_dirs) && !tracefs; i++) {
-		snprintf(path, sizeof(path),
-			 "%s/events/vhost_iommu/vhost_iommu_invalidate/enable",
-			 trace_dirs[i]);
-		if (!vi_write_file(path, "1"))
+		snprintf(path, sizeof(path), "%s/events/vhost_iommu", trace_dirs[i]);
+		if (!access(path, F_OK))
 			tracefs = trace_dirs[i];
 	}
 	if (!tracefs)
 		return;
-	/* Opening the buffer with O_TRUNC clears it */
+	snprintf(path, sizeof(path),
+		 "%s/events/vhost_iommu/vhost_iommu_invalidate/enable", tracefs);
+	vi_write_file(path, "1");
 	snprintf(path, sizeof(path), "%s/trace", tracefs);
-	close(open(path, O_WRONLY | O_TRUNC | O_CLOEXEC));
+	/* An open with O_TRUNC clears the buffer: no entry of a run before */
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
 }
 
 static long long trace_entries(long long *batches)
@@ -556,7 +562,8 @@ static long long trace_entries(long long *batches)
 	while (fgets(line, sizeof(line), f)) {
 		const char *e = strstr(line, "vhost_iommu_invalidate:");
 
-		if (!e || !(e = strstr(e, "entries=")))
+		e = e ? strstr(e, "entries=") : NULL;
+		if (!e)
 			continue;
 		(*batches)++;
 		entries += strtoll(e + 8, NULL, 0);
@@ -578,17 +585,23 @@ static void check_assign(const struct cfg *c, const struct run *r)
 			 c->name, r->status, r->secs);
 	for (unsigned int b = 1; b <= c->boots; b++) {
 		long long pass, failed, skipped;
+		bool grouped;
 
 		snprintf(needle, sizeof(needle), "GUEST-EDU boot=%u ", b);
 		pass = number(r, needle, "# Totals:", "pass:");
 		failed = number(r, needle, "# Totals:", "fail:");
 		skipped = number(r, needle, "# Totals:", "skip:");
-		ksft_test_result(find(r, "GUEST-DMESG", "0000:00:01.0: Adding to iommu group") &&
-				 skipped == 0 &&
+		/* The second edu is device 2 of the guest's bus */
+		grouped = find(r, "GUEST-DMESG", "0000:00:01.0: Adding to iommu group") &&
+			  (c->assign < 2 ||
+			   find(r, "GUEST-DMESG", "0000:00:02.0: Adding to iommu group"));
+		/* A negative control may run its one test only: pass 0, fail 1 */
+		ksft_test_result(grouped && skipped == 0 &&
 				 (c->edu_fails ? failed == 1 && edu_result(r, b, c->edu_fails) == 0 :
 				  pass > 0 && failed == 0),
-				 "%s: boot %u: the assigned edu in an IOMMU group; its DMA through vfio and iommufd in the guest: %lld passed, %lld failed, %lld skipped%s%s\n",
-				 c->name, b, pass, failed, skipped,
+				 "%s: boot %u: the assigned edu%s in an IOMMU group; its DMA through vfio and iommufd in the guest: %lld passed, %lld failed, %lld skipped%s%s\n",
+				 c->name, b, c->assign > 1 ? "s each" : "",
+				 pass, failed, skipped,
 				 c->edu_fails ? ", must fail (negative control): " : "",
 				 c->edu_fails ? c->edu_fails : "");
 	}
@@ -729,6 +742,19 @@ static const struct cfg assign_cfgs[] = {
 		/* A VMM without the fast-path feature: on the request queue */
 		.name = "table-requestq", .boots = 1, .blocks = 4, .assign = 1,
 		.vmm_args = { "-I", "requestq" }, .edu = "",
+		.inval = INV_VMM,
+	}, {
+		/* Both edu devices in one table domain */
+		.name = "table-two-devices", .boots = 1, .blocks = 4,
+		.assign = 2, .edu = "-t,two_devices", .inval = INV_KERNEL,
+	}, {
+		/*
+		 * Negative control: after the remap, device 2's DMA hits the
+		 * translation cached for the domain's ASID by the first DMAs
+		 */
+		.name = "table-two-devices-dropped", .boots = 1, .blocks = 4,
+		.assign = 2, .vmm_args = { "-I", "drop" },
+		.edu = "-t,two_devices", .edu_fails = "two_devices",
 		.inval = INV_VMM,
 	},
 };
