@@ -702,6 +702,9 @@ static void run_cfg(const struct cfg *c, const char *vmm, struct run *r)
 		argv[a++] = edu;
 		argv[a++] = "-A";
 		argv[a++] = "iommufd.allow_unsafe_interrupts=1";
+		/* A hugetlb page for edu.map_2m: a 2 MiB block, unmapped whole */
+		argv[a++] = "-A";
+		argv[a++] = "hugepages=2";
 	}
 	argv[a] = NULL;
 	if (c->inval != INV_NONE)
