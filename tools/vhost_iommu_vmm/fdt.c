@@ -3,7 +3,9 @@
  * A flattened device tree writer (Devicetree Specification v0.4, chapter 5)
  * and the tree of the machine: memory, one CPU, PSCI, the GICv3, the timer,
  * the PL011, and the two virtio-mmio devices, the virtio-rng sitting behind
- * the virtio-iommu (Documentation/devicetree/bindings/virtio/iommu.yaml).
+ * the virtio-iommu (Documentation/devicetree/bindings/virtio/iommu.yaml);
+ * with assigned devices, a PCI host bridge whose devices sit behind it too
+ * (Documentation/devicetree/bindings/pci/host-generic-pci.yaml, pci-iommu.txt).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,9 @@
 #define GIC_PPI		1
 #define IRQ_EDGE_RISING	1
 #define IRQ_LEVEL_HIGH	4
+
+/* PCI address, first cell: 32-bit memory space */
+#define PCI_SPACE_MEM32	0x02000000
 
 struct fdt {
 	uint8_t *st;		/* structure block */
@@ -153,6 +158,39 @@ static void virtio_node(struct fdt *f, const struct vdev *d)
 	prop(f, "dma-coherent", NULL, 0);
 }
 
+/*
+ * The host bridge of the assigned devices: bus 0 only, one 32-bit memory
+ * window, no I/O space and no interrupt-map (no INTx: the devices' pin
+ * reads 0). The BARs are the VMM's (linux,pci-probe-only in /chosen).
+ */
+static void pci_node(struct fdt *f)
+{
+	char name[64];
+	uint32_t bus_range[2] = { 0, 0 };
+	uint32_t ranges[7] = {
+		PCI_SPACE_MEM32, PCI_MMIO_BASE >> 32, (uint32_t)PCI_MMIO_BASE,
+		PCI_MMIO_BASE >> 32, (uint32_t)PCI_MMIO_BASE,
+		PCI_MMIO_SIZE >> 32, (uint32_t)PCI_MMIO_SIZE,
+	};
+	/* RID 0.. to endpoint ID PCI_ENDPOINT_BASE.., for 256 RIDs */
+	uint32_t iommu_map[4] = { 0, PH_VIOMMU, PCI_ENDPOINT_BASE, 0x100 };
+
+	snprintf(name, sizeof(name), "pcie@%llx",
+		 (unsigned long long)PCI_ECAM_BASE);
+	begin_node(f, name);
+	prop_str(f, "compatible", "pci-host-ecam-generic");
+	prop_str(f, "device_type", "pci");
+	prop_u32(f, "#address-cells", 3);
+	prop_u32(f, "#size-cells", 2);
+	prop_reg(f, PCI_ECAM_BASE, PCI_ECAM_SIZE);
+	prop_cells(f, "bus-range", 2, bus_range);
+	prop_cells(f, "ranges", 7, ranges);
+	prop_cells(f, "iommu-map", 4, iommu_map);
+	/* The devices' DMA goes through the host's IOMMU, cache coherent */
+	prop(f, "dma-coherent", NULL, 0);
+	end_node(f);
+}
+
 void *fdt_build(struct vm *vm, size_t *size)
 {
 	struct fdt f = { 0 };
@@ -177,6 +215,9 @@ void *fdt_build(struct vm *vm, size_t *size)
 		prop_u64(&f, "linux,initrd-start", vm->initrd_start);
 		prop_u64(&f, "linux,initrd-end", vm->initrd_end);
 	}
+	/* The guest takes the BARs the VMM assigned, and assigns none */
+	if (vm->nr_pdevs)
+		prop_u32(&f, "linux,pci-probe-only", 1);
 	end_node(&f);
 
 	begin_node(&f, "memory@80000000");
@@ -268,6 +309,9 @@ void *fdt_build(struct vm *vm, size_t *size)
 		prop_cells(&f, "iommus", 2, iommus);
 	}
 	end_node(&f);
+
+	if (vm->nr_pdevs)
+		pci_node(&f);
 
 	end_node(&f);
 	put32(&f, FDT_END);

@@ -364,6 +364,12 @@ static void mmio_exit(struct vm *vm)
 		 addr < vm->rng_dev.base + VIRTIO_MMIO_SIZE)
 		vdev_mmio(&vm->rng_dev, addr - vm->rng_dev.base, data, len,
 			  write);
+	else if (vm->nr_pdevs && addr >= PCI_ECAM_BASE &&
+		 addr < PCI_ECAM_BASE + PCI_ECAM_SIZE)
+		pci_ecam_mmio(vm, addr - PCI_ECAM_BASE, data, len, write);
+	else if (vm->nr_pdevs && addr >= PCI_MMIO_BASE &&
+		 addr < PCI_MMIO_BASE + PCI_MMIO_SIZE)
+		pci_bar_mmio(vm, addr, data, len, write);
 	else if (!write)
 		memset(data, 0, len);	/* nothing there: reads as zero */
 }
@@ -371,7 +377,8 @@ static void mmio_exit(struct vm *vm)
 static void machine_reset(struct vm *vm)
 {
 	rng_reset(vm);
-	viommu_reset(vm);
+	viommu_reset(vm);	/* blocks the assigned devices' DMA */
+	pci_reset(vm);
 	vm->uart_imsc = 0;
 	uart_set_line(vm);
 	load_images(vm);
@@ -452,6 +459,20 @@ static int vcpu_loop(struct vm *vm)
 	"iommu.passthrough=0 iommu.strict=1 rng_core.default_quality=0 " \
 	"kmemleak=off"
 
+static enum inval_mode inval_mode(const char *arg)
+{
+	static const char *const names[] = {
+		[INVAL_KERNEL] = "kernel", [INVAL_VMM] = "vmm",
+		[INVAL_REQUESTQ] = "requestq", [INVAL_DROP] = "drop",
+		[INVAL_NONE] = "none",
+	};
+
+	for (unsigned int i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(arg, names[i]))
+			return i;
+	die("-I %s: kernel, vmm, requestq, drop or none", arg);
+}
+
 static void usage(const char *prog)
 {
 	printf("Usage: %s -k Image [options]\n"
@@ -466,22 +487,51 @@ static void usage(const char *prog)
 	       "  -w N        wild DMA: the virtio-rng device also writes to an\n"
 	       "              unmapped IOVA while serving its Nth request\n"
 	       "  -W IOVA     the IOVA of the wild DMA (default 0xdead0000)\n"
+	       "  -p, --assign BDF\n"
+	       "              assign host PCI device BDF (bound to vfio-pci) to\n"
+	       "              the guest, at most %d times: on a PCI bus of its own\n"
+	       "              (ECAM, BARs placed by the VMM, no interrupts) as\n"
+	       "              00:01.0, 00:02.0, behind the virtio-iommu as endpoint\n"
+	       "              0x108, 0x110; its domain's MAP/UNMAP become\n"
+	       "              IOMMU_IOAS_MAP/UNMAP of an IOAS it is attached to\n"
+	       "  -U, --unmap=drop\n"
+	       "              negative control: answer UNMAP on a domain with an\n"
+	       "              assigned device without unmapping it from the IOAS\n"
+	       "  -I, --invalidate=MODE\n"
+	       "              the INVALIDATEs of the assigned devices' table\n"
+	       "              domains: kernel (the invalidation queue, served by\n"
+	       "              /dev/vhost-iommu; the default), vmm (the same queue\n"
+	       "              served by the VMM, one IOMMU_HWPT_INVALIDATE per\n"
+	       "              request), requestq (no F_INVALQ: on the request\n"
+	       "              queue, by the VMM), drop (negative control: the\n"
+	       "              VMM answers them without invalidating), none (no\n"
+	       "              F_ATTACH_TABLE: MAP/UNMAP only)\n"
 	       "  -v          log every request of the request queue\n"
 	       "  -t SECS     log the vCPU's progress every SECS seconds\n", prog,
-	       DEFAULT_CMDLINE);
+	       DEFAULT_CMDLINE, MAX_ASSIGNED);
 }
 
 int main(int argc, char **argv)
 {
 	struct rng_opts ropts = { .seed = 1, .wild_iova = 0xdead0000 };
-	struct vm vm = { .ram_size = 384ULL << 20, .nr_boots = 1 };
+	static const struct option longopts[] = {
+		{ "assign", required_argument, NULL, 'p' },
+		{ "unmap", required_argument, NULL, 'U' },
+		{ "invalidate", required_argument, NULL, 'I' },
+		{ "help", no_argument, NULL, 'h' },
+		{ }
+	};
+	struct vm vm = { .ram_size = 384ULL << 20, .nr_boots = 1, .iommufd = -1 };
+	const char *assign[MAX_ASSIGNED];
+	unsigned int nr_assign = 0;
 	struct timespec t0, t1;
 	static char cmdline[2048];
 	const char *base = DEFAULT_CMDLINE;
 	unsigned int progress = 0;
 	int opt, ret;
 
-	while ((opt = getopt(argc, argv, "k:i:a:A:m:b:s:w:W:vt:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "k:i:a:A:m:b:s:w:W:I:vt:p:U:h",
+				  longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'k':
 			vm.kernel_path = optarg;
@@ -514,11 +564,24 @@ int main(int argc, char **argv)
 		case 'W':
 			ropts.wild_iova = strtoull(optarg, NULL, 0);
 			break;
+		case 'I':
+			vm.inval = inval_mode(optarg);
+			break;
 		case 'v':
 			verbose = true;
 			break;
 		case 't':
 			progress = strtoul(optarg, NULL, 0);
+			break;
+		case 'p':
+			if (nr_assign == MAX_ASSIGNED)
+				die("at most %d assigned devices", MAX_ASSIGNED);
+			assign[nr_assign++] = optarg;
+			break;
+		case 'U':
+			if (strcmp(optarg, "drop"))
+				die("--unmap: only \"drop\"");
+			vm.unmap_drop = true;
 			break;
 		case 'h':
 			usage(argv[0]);
@@ -541,6 +604,8 @@ int main(int argc, char **argv)
 	}
 
 	vm_create(&vm);
+	for (unsigned int i = 0; i < nr_assign; i++)
+		pci_assign(&vm, assign[i]);
 	viommu_create(&vm);
 	rng_create(&vm, &ropts);
 	vm_irqfd(&vm, &vm.viommu_dev);
@@ -572,6 +637,8 @@ int main(int argc, char **argv)
 		(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	viommu_print_stats(&vm);
 	rng_print_stats(&vm);
-	viommu_destroy(&vm);
+	viommu_destroy(&vm);	/* the assigned devices blocked, IOASes gone */
+	pci_print_stats(&vm);
+	pci_close(&vm);
 	return ret;
 }

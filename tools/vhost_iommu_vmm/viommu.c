@@ -9,6 +9,14 @@
  * emulated endpoint (virtio-rng) uses to translate its DMA, and writes the
  * faults of a refused DMA into the guest's event buffers.
  *
+ * An assigned PCI device (pci.c) is an endpoint too: the domain it joins
+ * gets an IOAS of the VMM's iommufd, the device is attached to it, and the
+ * domain's mappings are mapped there (IOMMU_IOAS_MAP of the guest memory's
+ * VMM address at the IOVA), so that the host's IOMMU enforces them. A
+ * device that leaves its domain (DETACH, a device reset) is detached from
+ * the IOAS, which blocks its DMA, and an IOAS goes when its domain holds no
+ * assigned device any more.
+ *
  * /dev/vhost-iommu serves only the fast-path queues of
  * VIRTIO_IOMMU_F_INVALQ: 2, the page-request queue, and 3.., the
  * invalidation queues (vhost indices 0, 1..). When the device file exists
@@ -28,6 +36,7 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <linux/iommufd.h>
 #include <linux/kvm.h>
 #include <linux/vhost.h>
 #include <linux/virtio_iommu.h>
@@ -79,6 +88,8 @@
 /* The fast-path features, which only /dev/vhost-iommu serves */
 #define VHOST_FAST_FEATURES	(BIT64(VIRTIO_IOMMU_F_INVALQ) |		\
 				 BIT64(VIRTIO_IOMMU_F_PAGE_REQUEST))
+/* Table domains for the assigned devices (nested.c), unless -I none */
+#define TABLE_FEATURES		BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE)
 
 #define PAGE_MASK_4K		0xfffULL
 #define INPUT_END		((1ULL << 48) - 1)
@@ -89,13 +100,25 @@ struct mapping {
 	uint64_t start, end;	/* IOVA, inclusive */
 	uint64_t gpa;
 	uint32_t flags;
+	bool in_ioas;		/* mapped in the domain's IOAS */
 };
 
 struct domain {
 	bool used;
+	bool table;		/* made by ATTACH_TABLE: no MAP/UNMAP */
 	unsigned int nr_eps;
 	struct mapping *maps;
 	size_t nr_maps;
+	/* With an assigned endpoint: its IOAS (else 0), and how many */
+	uint32_t ioas_id;
+	unsigned int nr_pdevs;
+};
+
+struct endpoint {
+	uint32_t id;
+	int dom;		/* its domain, or -1 */
+	struct pdev *pdev;	/* an assigned device, or NULL: the virtio-rng */
+	struct nest_ep nest;	/* an assigned device on the vIOMMU */
 };
 
 struct viommu {
@@ -115,7 +138,12 @@ struct viommu {
 	int err_fd[VQ_MAX];
 
 	struct domain doms[MAX_DOMAINS];
-	int ep_dom;		/* the domain of the rng endpoint, or -1 */
+	struct endpoint eps[1 + MAX_ASSIGNED];	/* the virtio-rng first */
+	unsigned int nr_eps;
+
+	/* Table domains: the vIOMMU of the assigned devices (nested.c) */
+	struct nest nest;	/* nest.viommu_id 0: no table domains */
+	bool vhost_iommufd;	/* the iommufd is bound to /dev/vhost-iommu */
 
 	/* Faults waiting for an event buffer */
 	struct virtio_iommu_fault faults[MAX_PENDING_FAULTS];
@@ -129,6 +157,8 @@ struct viommu {
 	uint64_t bytes_read, bytes_written;
 	uint64_t faults_reported, faults_lost, faults_delivered;
 	uint64_t resets, vhost_starts;
+	/* INVALIDATEs of the invalidation queue served here (-I vmm, drop) */
+	uint64_t nr_invalq, nr_invalq_fail, nr_dropped;
 	/* Requests the guest posted and got back, summed over device resets */
 	uint64_t posted, returned;
 };
@@ -153,17 +183,19 @@ static bool negotiated(const struct viommu *vi, unsigned int bit)
 }
 
 /*
- * The device-readable size of a request of @type on the request queue, or
- * 0 if it is returned unwritten with used length 0: an unknown type, or one
- * whose feature was not negotiated (as the spec has it for PROBE without
- * F_PROBE). ATTACH_TABLE is not offered yet. With F_INVALQ, INVALIDATE and
- * PAGE_RESP travel on the invalidation queues: here they get S_UNSUPP.
- * Without it, an INVALIDATE is the request queue's (IOMMU_HWPT_INVALIDATE
- * for a table domain) once F_ATTACH_TABLE is served; PAGE_RESP needs
- * F_PAGE_REQUEST, which needs F_INVALQ.
+ * The device-readable size of a request of @type on queue @q, or 0 if it is
+ * returned unwritten with used length 0: an unknown type, one whose feature
+ * was not negotiated (as the spec has it for PROBE without F_PROBE), or
+ * anything but INVALIDATE on an invalidation queue that this program serves
+ * (-I vmm, drop; it offers no F_PAGE_REQUEST, so no PAGE_RESP). With
+ * F_INVALQ, INVALIDATE and PAGE_RESP on the request queue get S_UNSUPP;
+ * without it, INVALIDATE is the request queue's.
  */
-static uint32_t req_size(const struct viommu *vi, uint8_t type)
+static uint32_t req_size(const struct viommu *vi, unsigned int q, uint8_t type)
 {
+	if (q != VQ_REQ)
+		return type == VIRTIO_IOMMU_T_INVALIDATE ?
+		       offsetof(struct virtio_iommu_req_invalidate, tail) : 0;
 	switch (type) {
 	case VIRTIO_IOMMU_T_ATTACH:
 		return offsetof(struct virtio_iommu_req_attach, tail);
@@ -178,8 +210,11 @@ static uint32_t req_size(const struct viommu *vi, uint8_t type)
 	case VIRTIO_IOMMU_T_PROBE:
 		return negotiated(vi, VIRTIO_IOMMU_F_PROBE) ?
 		       offsetof(struct virtio_iommu_req_probe, properties) : 0;
+	case VIRTIO_IOMMU_T_ATTACH_TABLE:
+		return negotiated(vi, VIRTIO_IOMMU_F_ATTACH_TABLE) ?
+		       offsetof(struct virtio_iommu_req_attach_table, tail) : 0;
 	case VIRTIO_IOMMU_T_INVALIDATE:
-		return negotiated(vi, VIRTIO_IOMMU_F_INVALQ) ?
+		return negotiated(vi, VIRTIO_IOMMU_F_ATTACH_TABLE) ?
 		       offsetof(struct virtio_iommu_req_invalidate, tail) : 0;
 	case VIRTIO_IOMMU_T_PAGE_RESP:
 		return negotiated(vi, VIRTIO_IOMMU_F_INVALQ) ?
@@ -208,44 +243,246 @@ static struct domain *domain_get(struct viommu *vi, uint32_t id)
 	return &vi->doms[id];
 }
 
-static void domain_free(struct domain *dom)
+static struct endpoint *endpoint_get(struct viommu *vi, uint32_t id)
 {
+	for (unsigned int i = 0; i < vi->nr_eps; i++)
+		if (vi->eps[i].id == id)
+			return &vi->eps[i];
+	return NULL;
+}
+
+/* Account an IOAS operation to the assigned endpoints of @dom */
+static void count_ioas(struct viommu *vi, struct domain *dom, bool map,
+		       bool dropped)
+{
+	for (unsigned int i = 0; i < vi->nr_eps; i++) {
+		struct pdev *p = vi->eps[i].pdev;
+
+		if (!p || vi->eps[i].dom != dom - vi->doms)
+			continue;
+		if (map)
+			p->nr_ioas_maps++;
+		else if (dropped)
+			p->nr_unmaps_dropped++;
+		else
+			p->nr_ioas_unmaps++;
+	}
+}
+
+static uint8_t errno_status(int err)
+{
+	switch (err) {
+	case ENOMEM:
+		return VIRTIO_IOMMU_S_NOMEM;
+	case EADDRINUSE:
+	case ERANGE:
+	case EEXIST:
+		return VIRTIO_IOMMU_S_RANGE;
+	default:
+		return VIRTIO_IOMMU_S_DEVERR;
+	}
+}
+
+/*
+ * Map @m into the domain's IOAS, at its IOVA, the VMM's address of the
+ * guest memory (do_map() checked that it is RAM). Return 0 or -errno.
+ */
+static int ioas_map(struct viommu *vi, struct domain *dom, struct mapping *m)
+{
+	uint64_t len = m->end - m->start + 1;
+	struct iommu_ioas_map map = {
+		.size = sizeof(map),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA,
+		.ioas_id = dom->ioas_id,
+		.user_va = (uintptr_t)gpa_to_hva(vi->vm, m->gpa, len),
+		.length = len,
+		.iova = m->start,
+	};
+
+	if (m->flags & VIRTIO_IOMMU_MAP_F_READ)
+		map.flags |= IOMMU_IOAS_MAP_READABLE;
+	if (m->flags & VIRTIO_IOMMU_MAP_F_WRITE)
+		map.flags |= IOMMU_IOAS_MAP_WRITEABLE;
+	/* Neither: no access, nothing the IOMMU needs to know */
+	if (!(map.flags & ~IOMMU_IOAS_MAP_FIXED_IOVA) || !dom->ioas_id)
+		return 0;
+	if (ioctl(vi->vm->iommufd, IOMMU_IOAS_MAP, &map)) {
+		vmm_log("IOMMU_IOAS_MAP of [%#llx-%#llx]: %s",
+			(unsigned long long)m->start,
+			(unsigned long long)m->end, strerror(errno));
+		return -errno;
+	}
+	m->in_ioas = true;
+	count_ioas(vi, dom, true, false);
+	return 0;
+}
+
+/*
+ * Unmap @m from the domain's IOAS: exactly its range. --unmap=drop (a
+ * negative control for tests) leaves it there.
+ */
+static int ioas_unmap(struct viommu *vi, struct domain *dom, struct mapping *m)
+{
+	struct iommu_ioas_unmap unmap = {
+		.size = sizeof(unmap),
+		.ioas_id = dom->ioas_id,
+		.iova = m->start,
+		.length = m->end - m->start + 1,
+	};
+
+	if (!m->in_ioas)
+		return 0;
+	m->in_ioas = false;
+	count_ioas(vi, dom, false, vi->vm->unmap_drop);
+	if (vi->vm->unmap_drop)
+		return 0;
+	if (ioctl(vi->vm->iommufd, IOMMU_IOAS_UNMAP, &unmap)) {
+		vmm_log("IOMMU_IOAS_UNMAP of [%#llx-%#llx]: %s",
+			(unsigned long long)m->start,
+			(unsigned long long)m->end, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* Destroy the IOAS of @dom; no device may be attached to it */
+static void ioas_destroy(struct viommu *vi, struct domain *dom)
+{
+	struct iommu_destroy d = { .size = sizeof(d), .id = dom->ioas_id };
+
+	if (!dom->ioas_id)
+		return;
+	if (ioctl(vi->vm->iommufd, IOMMU_DESTROY, &d))
+		die("IOMMU_DESTROY of IOAS %u: %s", dom->ioas_id,
+		    strerror(errno));
+	dom->ioas_id = 0;
+	for (size_t i = 0; i < dom->nr_maps; i++)
+		dom->maps[i].in_ioas = false;
+}
+
+/* Give @dom an IOAS holding its mappings. Return 0 or -errno. */
+static int ioas_create(struct viommu *vi, struct domain *dom)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	int ret = 0;
+
+	if (dom->ioas_id)
+		return 0;
+	if (ioctl(vi->vm->iommufd, IOMMU_IOAS_ALLOC, &alloc))
+		return -errno;
+	dom->ioas_id = alloc.out_ioas_id;
+	for (size_t i = 0; i < dom->nr_maps && !ret; i++)
+		ret = ioas_map(vi, dom, &dom->maps[i]);
+	if (ret)
+		ioas_destroy(vi, dom);
+	return ret;
+}
+
+static void domain_free(struct viommu *vi, struct domain *dom)
+{
+	ioas_destroy(vi, dom);
 	free(dom->maps);
 	memset(dom, 0, sizeof(*dom));
 }
 
-/* The endpoint leaves its domain; the last one out destroys the domain */
-static void endpoint_detach(struct viommu *vi)
+static void table_leave(struct viommu *vi, struct endpoint *ep);
+
+/*
+ * The endpoint leaves its domain (an assigned device is detached from the
+ * IOAS already); the last one out destroys the domain, the last assigned
+ * one the IOAS
+ */
+static void endpoint_leave(struct viommu *vi, struct endpoint *ep)
 {
 	struct domain *dom;
 
-	if (vi->ep_dom < 0)
+	if (ep->dom < 0)
 		return;
-	dom = &vi->doms[vi->ep_dom];
-	vi->ep_dom = -1;
+	dom = &vi->doms[ep->dom];
+	if (dom->table)
+		table_leave(vi, ep);
+	ep->dom = -1;
+	if (ep->pdev)
+		dom->nr_pdevs--;
 	if (--dom->nr_eps == 0)
-		domain_free(dom);
+		domain_free(vi, dom);
+	else if (!dom->nr_pdevs)
+		ioas_destroy(vi, dom);
+}
+
+/*
+ * Block the DMA of an assigned endpoint: on its abort vSTE when there are
+ * table domains, else detached from any IOAS
+ */
+static int endpoint_block(struct viommu *vi, struct endpoint *ep)
+{
+	int ret;
+
+	if (!ep->pdev)
+		return 0;
+	ret = vi->nest.viommu_id ? nest_block(&vi->nest, &ep->nest) :
+	      pci_attach(ep->pdev, 0);
+	if (ret)
+		vmm_log("%s: VFIO_DEVICE_DETACH_IOMMUFD_PT: %s", ep->pdev->bdf,
+			strerror(-ret));
+	return ret;
+}
+
+/*
+ * An assigned endpoint joins @dom: the domain gets an IOAS with its
+ * mappings, the device is attached to it, replacing its former IOAS
+ */
+static int endpoint_join_ioas(struct viommu *vi, struct endpoint *ep,
+			      struct domain *dom)
+{
+	bool fresh = !dom->ioas_id;
+	int ret;
+
+	ret = ioas_create(vi, dom);
+	if (!ret) {
+		ret = pci_attach(ep->pdev, dom->ioas_id);
+		if (ret)
+			vmm_log("%s: VFIO_DEVICE_ATTACH_IOMMUFD_PT: %s",
+				ep->pdev->bdf, strerror(-ret));
+	}
+	if (ret && !dom->nr_pdevs)
+		ioas_destroy(vi, dom);
+	/* The mappings a new IOAS got are this device's */
+	for (size_t i = 0; !ret && fresh && i < dom->nr_maps; i++)
+		ep->pdev->nr_ioas_maps += dom->maps[i].in_ioas;
+	return ret;
 }
 
 static uint8_t do_attach(struct viommu *vi, const uint8_t *buf)
 {
 	const struct virtio_iommu_req_attach *req = (const void *)buf;
 	uint32_t id = le32toh(req->domain);
-	uint32_t ep = le32toh(req->endpoint);
+	struct endpoint *ep = endpoint_get(vi, le32toh(req->endpoint));
+	struct domain *dom;
+	int ret;
 
 	if (!zero(req->reserved, sizeof(req->reserved)) || req->flags)
 		return VIRTIO_IOMMU_S_INVAL;	/* no BYPASS feature */
-	if (ep != RNG_ENDPOINT)
+	if (!ep)
 		return VIRTIO_IOMMU_S_NOENT;
 	if (id < DOMAIN_FIRST || id > DOMAIN_LAST)
 		return VIRTIO_IOMMU_S_RANGE;
-	if (vi->ep_dom == (int)id)
+	if (ep->dom == (int)id)
 		return VIRTIO_IOMMU_S_OK;
+	dom = &vi->doms[id];
+	if (dom->table)
+		return VIRTIO_IOMMU_S_INVAL;	/* one kind per domain */
+	if (ep->pdev) {
+		ret = endpoint_join_ioas(vi, ep, dom);
+		if (ret)
+			return errno_status(-ret);
+		dom->nr_pdevs++;
+	}
 	/* Attaching to another domain detaches from the current one */
-	endpoint_detach(vi);
-	vi->doms[id].used = true;
-	vi->doms[id].nr_eps++;
-	vi->ep_dom = id;
+	endpoint_leave(vi, ep);
+	dom->used = true;
+	dom->nr_eps++;
+	ep->dom = id;
 	return VIRTIO_IOMMU_S_OK;
 }
 
@@ -253,15 +490,17 @@ static uint8_t do_detach(struct viommu *vi, const uint8_t *buf)
 {
 	const struct virtio_iommu_req_detach *req = (const void *)buf;
 	uint32_t id = le32toh(req->domain);
-	uint32_t ep = le32toh(req->endpoint);
+	struct endpoint *ep = endpoint_get(vi, le32toh(req->endpoint));
 
 	if (!zero(req->reserved, sizeof(req->reserved)))
 		return VIRTIO_IOMMU_S_INVAL;
-	if (ep != RNG_ENDPOINT || !domain_get(vi, id))
+	if (!ep || !domain_get(vi, id))
 		return VIRTIO_IOMMU_S_NOENT;
-	if (vi->ep_dom != (int)id)
+	if (ep->dom != (int)id)
 		return VIRTIO_IOMMU_S_INVAL;
-	endpoint_detach(vi);
+	if (endpoint_block(vi, ep))
+		return VIRTIO_IOMMU_S_DEVERR;
+	endpoint_leave(vi, ep);
 	return VIRTIO_IOMMU_S_OK;
 }
 
@@ -274,9 +513,12 @@ static uint8_t do_map(struct viommu *vi, const uint8_t *buf)
 	uint64_t gpa = le64toh(req->phys_start);
 	uint32_t flags = le32toh(req->flags);
 	struct mapping *m;
+	int ret;
 
 	if (!dom)
 		return VIRTIO_IOMMU_S_NOENT;
+	if (dom->table)
+		return VIRTIO_IOMMU_S_INVAL;	/* the guest's tables map it */
 	if (flags & ~(VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE))
 		return VIRTIO_IOMMU_S_INVAL;	/* MMIO was not offered */
 	if (end < start || (start & PAGE_MASK_4K) ||
@@ -296,9 +538,14 @@ static uint8_t do_map(struct viommu *vi, const uint8_t *buf)
 		if (!dom->maps)
 			return VIRTIO_IOMMU_S_NOMEM;
 	}
-	dom->maps[dom->nr_maps++] = (struct mapping) {
+	m = &dom->maps[dom->nr_maps];
+	*m = (struct mapping) {
 		.start = start, .end = end, .gpa = gpa, .flags = flags,
 	};
+	ret = ioas_map(vi, dom, m);
+	if (ret)
+		return errno_status(-ret);
+	dom->nr_maps++;
 	if (dom->nr_maps > vi->maps_max)
 		vi->maps_max = dom->nr_maps;
 	return VIRTIO_IOMMU_S_OK;
@@ -310,11 +557,13 @@ static uint8_t do_unmap(struct viommu *vi, const uint8_t *buf)
 	struct domain *dom = domain_get(vi, le32toh(req->domain));
 	uint64_t start = le64toh(req->virt_start);
 	uint64_t end = le64toh(req->virt_end);
+	uint8_t status = VIRTIO_IOMMU_S_OK;
 	size_t i;
 
 	if (!dom)
 		return VIRTIO_IOMMU_S_NOENT;
-	if (!zero(req->reserved, sizeof(req->reserved)) || end < start)
+	if (!zero(req->reserved, sizeof(req->reserved)) || end < start ||
+	    dom->table)
 		return VIRTIO_IOMMU_S_INVAL;
 	/* A mapping the range splits: nothing is unmapped (spec 5.13.6.6) */
 	for (i = 0; i < dom->nr_maps; i++) {
@@ -327,18 +576,27 @@ static uint8_t do_unmap(struct viommu *vi, const uint8_t *buf)
 	for (i = 0; i < dom->nr_maps;) {
 		struct mapping *m = &dom->maps[i];
 
-		if (start <= m->start && m->end <= end)
-			*m = dom->maps[--dom->nr_maps];
-		else
+		if (start > m->start || m->end > end) {
 			i++;
+			continue;
+		}
+		/* Out of the IOMMU before the guest hears it is gone */
+		if (ioas_unmap(vi, dom, m))
+			status = VIRTIO_IOMMU_S_DEVERR;
+		*m = dom->maps[--dom->nr_maps];
 	}
-	return VIRTIO_IOMMU_S_OK;
+	return status;
 }
 
-/* PROBE: the MSI doorbell window, which the endpoint's MSIs bypass */
-static uint8_t do_probe(const uint8_t *buf, uint32_t resp_len, uint8_t *props,
-			uint32_t *props_len)
+/*
+ * PROBE: the MSI doorbell window, which the endpoint's MSIs bypass; for an
+ * assigned device with F_ATTACH_TABLE, the host SMMUv3's ID registers that
+ * its tables must follow
+ */
+static uint8_t do_probe(struct viommu *vi, const uint8_t *buf,
+			uint32_t resp_len, uint8_t *props, uint32_t *props_len)
 {
+	struct endpoint *ep;
 	const struct virtio_iommu_req_probe *req = (const void *)buf;
 	struct virtio_iommu_probe_resv_mem msi = {
 		.head.type = htole16(VIRTIO_IOMMU_PROBE_T_RESV_MEM),
@@ -350,30 +608,216 @@ static uint8_t do_probe(const uint8_t *buf, uint32_t resp_len, uint8_t *props,
 
 	if (!zero(req->reserved, sizeof(req->reserved)))
 		return VIRTIO_IOMMU_S_INVAL;
-	if (le32toh(req->endpoint) != RNG_ENDPOINT)
+	ep = endpoint_get(vi, le32toh(req->endpoint));
+	if (!ep)
 		return VIRTIO_IOMMU_S_NOENT;
 	/* The tail goes after probe_size bytes of properties */
 	if (resp_len < PROBE_SIZE + sizeof(struct virtio_iommu_req_tail))
 		return VIRTIO_IOMMU_S_INVAL;
 	memset(props, 0, PROBE_SIZE);
 	memcpy(props, &msi, sizeof(msi));
+	if (ep->pdev && vi->nest.viommu_id &&
+	    negotiated(vi, VIRTIO_IOMMU_F_ATTACH_TABLE))
+		nest_probe_prop(&vi->nest, props + sizeof(msi));
 	*props_len = PROBE_SIZE;
 	return VIRTIO_IOMMU_S_OK;
 }
 
+/* ---- Table domains (F_ATTACH_TABLE), on nested.c's vIOMMU ---- */
+
+static bool tables_offered(const struct viommu *vi)
+{
+	return vi->dev->features & TABLE_FEATURES;
+}
+
+/* The INVALIDATEs of table domains go to /dev/vhost-iommu */
+static bool vhost_serves(const struct viommu *vi)
+{
+	return vi->vhost_running && vi->vm->inval == INVAL_KERNEL;
+}
+
+/* The assigned device of endpoint @id, on the vIOMMU, or NULL */
+static struct endpoint *table_endpoint(struct viommu *vi, uint32_t id)
+{
+	struct endpoint *ep = endpoint_get(vi, id);
+
+	return ep && ep->pdev && tables_offered(vi) ? ep : NULL;
+}
+
 /*
- * Carry out one request whose req_size() device-readable bytes are in @req,
- * with @resp_len writable bytes. Return the status; a PROBE also fills
- * @payload. Under the lock.
+ * Tell /dev/vhost-iommu which vIOMMU serves table domain @id (binding the
+ * iommufd first), before the ATTACH_TABLE that creates it completes
  */
-static uint8_t viommu_request(struct viommu *vi, const uint8_t *req,
-			      uint32_t resp_len, uint8_t *payload,
-			      uint32_t *payload_len)
+static int vhost_bind_domain(struct viommu *vi, uint32_t id)
+{
+	struct vhost_iommu_iommufd f = { .fd = vi->nest.iommufd };
+	struct vhost_iommu_domain d = {
+		.domain = id, .viommu_id = vi->nest.viommu_id,
+	};
+
+	if (!vhost_serves(vi))
+		return 0;
+	if (!vi->vhost_iommufd) {
+		if (ioctl(vi->vhost_fd, VHOST_IOMMU_SET_IOMMUFD, &f))
+			return -errno;
+		vi->vhost_iommufd = true;
+	}
+	return ioctl(vi->vhost_fd, VHOST_IOMMU_SET_DOMAIN, &d) ? -errno : 0;
+}
+
+static int vhost_bind_ep(struct viommu *vi, const struct endpoint *ep,
+			 uint32_t id)
+{
+	struct vhost_iommu_endpoint e = {
+		.endpoint = ep->id, .domain = id,
+		.dev_id = ep->pdev->dev_id, .vdev_id = ep->id,
+	};
+
+	if (!vhost_serves(vi))
+		return 0;
+	return ioctl(vi->vhost_fd, VHOST_IOMMU_SET_ENDPOINT, &e) ? -errno : 0;
+}
+
+/* Unbinding what this program bound cannot fail but for a bug */
+static void vhost_unbind(struct viommu *vi, unsigned long req, void *arg)
+{
+	if (vhost_serves(vi) && ioctl(vi->vhost_fd, req, arg))
+		die("vhost-iommu unbind: %s", strerror(errno));
+}
+
+static void vhost_unbind_domain(struct viommu *vi, uint32_t id)
+{
+	struct vhost_iommu_domain d = {
+		.flags = VHOST_IOMMU_F_UNBIND, .domain = id,
+	};
+
+	vhost_unbind(vi, VHOST_IOMMU_SET_DOMAIN, &d);
+}
+
+/*
+ * Endpoint @ep leaves its table domain (endpoint_leave()): no more
+ * invalidations for it in the kernel, its vSTE's HWPT goes once the device
+ * is attached elsewhere, and the last one out unbinds the domain. Under
+ * the lock.
+ */
+static void table_leave(struct viommu *vi, struct endpoint *ep)
+{
+	struct vhost_iommu_endpoint e = {
+		.flags = VHOST_IOMMU_F_UNBIND, .endpoint = ep->id,
+	};
+
+	vhost_unbind(vi, VHOST_IOMMU_SET_ENDPOINT, &e);
+	nest_drop_table(&vi->nest, &ep->nest);
+	if (vi->doms[ep->dom].nr_eps == 1)
+		vhost_unbind_domain(vi, ep->dom);
+}
+
+static uint8_t do_attach_table(struct viommu *vi, const uint8_t *buf)
+{
+	const struct virtio_iommu_req_attach_table_arm_smmu3 *req =
+		(const void *)buf;
+	uint32_t id = le32toh(req->domain), epid = le32toh(req->endpoint);
+	uint64_t ste[2] = { le64toh(req->ste0), le64toh(req->ste1) };
+	struct endpoint *ep = table_endpoint(vi, epid);
+	struct domain *dom;
+	bool fresh, bound;
+	uint8_t status;
+	int ret;
+
+	if (!ep)
+		return endpoint_get(vi, epid) ? VIRTIO_IOMMU_S_UNSUPP :
+		       VIRTIO_IOMMU_S_NOENT;
+	if (req->format != VIRTIO_IOMMU_ATTACH_TABLE_ARM_SMMU3)
+		return VIRTIO_IOMMU_S_UNSUPP;
+	if (!zero(req->reserved0, sizeof(req->reserved0)) ||
+	    !zero(req->reserved1, sizeof(req->reserved1)))
+		return VIRTIO_IOMMU_S_INVAL;
+	if (id < DOMAIN_FIRST || id > DOMAIN_LAST)
+		return VIRTIO_IOMMU_S_RANGE;
+	dom = &vi->doms[id];
+	if (dom->used && !dom->table)
+		return VIRTIO_IOMMU_S_INVAL;	/* a mapping domain */
+	status = nest_check_ste(vi->vm, ste);
+	if (status)
+		return status;
+	/* The device moves to the new vSTE, or stays as it was */
+	ret = nest_attach_table(&vi->nest, &ep->nest, ste);
+	if (ret) {
+		vmm_log("ATTACH_TABLE endpoint %#x: %s", epid, strerror(-ret));
+		return nest_status(ret);
+	}
+	if (ep->dom == (int)id)
+		return VIRTIO_IOMMU_S_OK;	/* a new STE, same domain */
+	endpoint_leave(vi, ep);
+	fresh = !dom->used;
+	ret = fresh ? vhost_bind_domain(vi, id) : 0;
+	bound = fresh && !ret;
+	if (!ret)
+		ret = vhost_bind_ep(vi, ep, id);
+	if (ret) {
+		/* Detached from its old domain: nothing may reach memory */
+		vmm_log("ATTACH_TABLE endpoint %#x: vhost-iommu binding: %s",
+			epid, strerror(-ret));
+		if (bound)
+			vhost_unbind_domain(vi, id);
+		nest_block(&vi->nest, &ep->nest);
+		return VIRTIO_IOMMU_S_DEVERR;
+	}
+	dom->used = true;
+	dom->table = true;
+	dom->nr_eps++;
+	dom->nr_pdevs++;
+	ep->dom = id;
+	return VIRTIO_IOMMU_S_OK;
+}
+
+/*
+ * INVALIDATE on a table domain: one IOMMU_HWPT_INVALIDATE with the domain
+ * entry and an endpoint entry per endpoint. The kernel checks every guest
+ * field, as for /dev/vhost-iommu's queues, so both paths answer alike.
+ */
+static uint8_t do_invalidate(struct viommu *vi, const uint8_t *buf)
+{
+	const struct virtio_iommu_req_invalidate *req = (const void *)buf;
+	uint32_t id = le32toh(req->domain);
+	struct domain *dom = domain_get(vi, id);
+	const struct nest_ep *eps[NEST_MAX_EPS];
+	unsigned int nr = 0;
+
+	if (!dom)
+		return VIRTIO_IOMMU_S_NOENT;
+	if (!dom->table)
+		return VIRTIO_IOMMU_S_INVAL;
+	if (vi->vm->inval == INVAL_DROP) {
+		vi->nr_dropped++;
+		return VIRTIO_IOMMU_S_OK;
+	}
+	for (unsigned int i = 0; i < vi->nr_eps && nr < NEST_MAX_EPS; i++)
+		if (vi->eps[i].pdev && vi->eps[i].dom == (int)id)
+			eps[nr++] = &vi->eps[i].nest;
+	return nest_status(nest_invalidate(&vi->nest, buf, eps, nr));
+}
+
+/*
+ * Carry out one request of queue @q whose req_size() device-readable bytes
+ * are in @req, with @resp_len writable bytes. Return the status; a PROBE
+ * also fills @payload. Under the lock.
+ */
+static uint8_t viommu_request(struct viommu *vi, unsigned int q,
+			      const uint8_t *req, uint32_t resp_len,
+			      uint8_t *payload, uint32_t *payload_len)
 {
 	uint8_t type = req[0];
 	uint8_t status;
 
 	*payload_len = 0;
+	if (q != VQ_REQ) {
+		/* An invalidation queue this program serves (-I vmm, drop) */
+		status = do_invalidate(vi, req);
+		vi->nr_invalq++;
+		vi->nr_invalq_fail += !!status;
+		return status;
+	}
 	vi->nr_req[type]++;
 	switch (type) {
 	case VIRTIO_IOMMU_T_ATTACH:
@@ -389,10 +833,18 @@ static uint8_t viommu_request(struct viommu *vi, const uint8_t *req,
 		status = do_unmap(vi, req);
 		break;
 	case VIRTIO_IOMMU_T_PROBE:
-		status = do_probe(req, resp_len, payload, payload_len);
+		status = do_probe(vi, req, resp_len, payload, payload_len);
+		break;
+	case VIRTIO_IOMMU_T_ATTACH_TABLE:
+		status = do_attach_table(vi, req);
+		break;
+	case VIRTIO_IOMMU_T_INVALIDATE:
+		/* Without F_INVALQ (-I requestq, or a guest without it) */
+		status = negotiated(vi, VIRTIO_IOMMU_F_INVALQ) ?
+			 VIRTIO_IOMMU_S_UNSUPP : do_invalidate(vi, req);
 		break;
 	default:
-		/* INVALIDATE, PAGE_RESP with F_INVALQ: not on this queue */
+		/* PAGE_RESP with F_INVALQ: not on this queue */
 		status = VIRTIO_IOMMU_S_UNSUPP;
 		break;
 	}
@@ -508,13 +960,14 @@ static void report_fault(struct viommu *vi, uint8_t reason, uint32_t ep,
 static int translate(struct viommu *vi, uint64_t iova, bool write,
 		     uint64_t *gpa, uint64_t *room, uint8_t *reason)
 {
+	int id = endpoint_get(vi, RNG_ENDPOINT)->dom;
 	struct domain *dom;
 
-	if (vi->ep_dom < 0) {
+	if (id < 0) {
 		*reason = VIRTIO_IOMMU_FAULT_R_DOMAIN;
 		return -EFAULT;
 	}
-	dom = &vi->doms[vi->ep_dom];
+	dom = &vi->doms[id];
 	for (size_t i = 0; i < dom->nr_maps; i++) {
 		const struct mapping *m = &dom->maps[i];
 
@@ -592,8 +1045,11 @@ bool viommu_is_mapped(struct vm *vm, uint32_t ep, uint64_t iova)
 
 /* ---- The request queue ---- */
 
-/* Serve one chain: gather, carry out, scatter. Return the used length. */
-static uint32_t serve(struct viommu *vi, const struct chain *c)
+/*
+ * Serve one chain of queue @q: gather, carry out, scatter. Return the used
+ * length.
+ */
+static uint32_t serve(struct viommu *vi, unsigned int q, const struct chain *c)
 {
 	uint8_t req[REQ_MAX] = { 0 }, payload[PROBE_SIZE];
 	uint32_t req_len = 0, resp_len = 0, payload_len, off;
@@ -622,8 +1078,8 @@ static uint32_t serve(struct viommu *vi, const struct chain *c)
 	}
 	/* Unparseable, unknown type or not negotiated: used length 0 */
 	if (req_len < sizeof(struct virtio_iommu_req_head) ||
-	    resp_len < sizeof(tail) || !req_size(vi, req[0]) ||
-	    req_len < req_size(vi, req[0])) {
+	    resp_len < sizeof(tail) || !req_size(vi, q, req[0]) ||
+	    req_len < req_size(vi, q, req[0])) {
 		unsigned int t = req_len && req[0] && req[0] < NR_TYPES ?
 				 req[0] : NR_TYPES;
 
@@ -632,7 +1088,7 @@ static uint32_t serve(struct viommu *vi, const struct chain *c)
 		vi->nr_len0++;
 		return 0;
 	}
-	tail.status = viommu_request(vi, req, resp_len, payload,
+	tail.status = viommu_request(vi, q, req, resp_len, payload,
 				     &payload_len);
 
 	/* The payload, then the tail, from the start of the writable part */
@@ -658,21 +1114,22 @@ static uint32_t serve(struct viommu *vi, const struct chain *c)
 	return payload_len + sizeof(tail);
 }
 
-static void serve_req_queue(struct viommu *vi)
+/* The request queue, or an invalidation queue with -I vmm or drop */
+static void serve_queue(struct viommu *vi, unsigned int qi)
 {
-	struct vq *q = &vi->dev->vqs[VQ_REQ];
+	struct vq *q = &vi->dev->vqs[qi];
 	bool added = false;
 	struct chain c;
 	int ret;
 
-	while (vi->started && (ret = vq_pop(&gpa_dma, q, &c)) != 0) {
+	while (vi->started && q->ready && (ret = vq_pop(&gpa_dma, q, &c)) != 0) {
 		if (ret < 0) {
-			vmm_log("request queue: bad chain (%d): queue stopped",
+			vmm_log("queue %u: bad chain (%d): queue stopped", qi,
 				ret);
 			q->ready = false;
 			break;
 		}
-		vq_push(&gpa_dma, q, c.head, serve(vi, &c));
+		vq_push(&gpa_dma, q, c.head, serve(vi, qi, &c));
 		added = true;
 	}
 	if (added && vq_wants_irq(&gpa_dma, q))
@@ -682,21 +1139,25 @@ static void serve_req_queue(struct viommu *vi)
 /* ---- /dev/vhost-iommu: the fast-path queues ---- */
 
 /*
- * The guest is offered a fast-path feature only if the kernel serves it
- * and this program serves what it requires: F_INVALQ requires
- * F_ATTACH_TABLE (not served here yet), F_PAGE_REQUEST requires F_INVALQ.
- * Transport features (EVENT_IDX, INDIRECT_DESC) would apply to the queues
- * served here too: not offered.
+ * F_ATTACH_TABLE when the assigned devices have a vIOMMU (not with -I
+ * none); F_INVALQ, which requires it, when its queue has a server: the
+ * kernel (-I kernel, if /dev/vhost-iommu has the feature) or this program
+ * (-I vmm, drop). Not F_PAGE_REQUEST: no fault queue is bound. Transport
+ * features (EVENT_IDX, INDIRECT_DESC) would apply to the queues served
+ * here too: not offered.
  */
 static uint64_t offered_features(const struct viommu *vi)
 {
 	uint64_t f = VIOMMU_FEATURES;
 
-	if (vi->vhost_fd < 0 ||
-	    !(vi->vhost_features & BIT64(VIRTIO_IOMMU_F_INVALQ)) ||
-	    !(f & BIT64(VIRTIO_IOMMU_F_ATTACH_TABLE)))
+	if (!vi->nest.viommu_id)
 		return f;
-	return f | (vi->vhost_features & VHOST_FAST_FEATURES);
+	f |= TABLE_FEATURES;
+	if (vi->vm->inval == INVAL_VMM || vi->vm->inval == INVAL_DROP ||
+	    (vi->vm->inval == INVAL_KERNEL && vi->vhost_fd >= 0 &&
+	     (vi->vhost_features & BIT64(VIRTIO_IOMMU_F_INVALQ))))
+		f |= BIT64(VIRTIO_IOMMU_F_INVALQ);
+	return f;
 }
 
 /* A guest's ring layout or a state the kernel refuses: a device reset */
@@ -798,6 +1259,7 @@ static void vhost_reset(struct viommu *vi)
 	if (ioctl(vi->vhost_fd, VIOMMU_VHOST_RESET))
 		die("VHOST_IOMMU_RESET: %s", strerror(errno));
 	vi->vhost_running = false;
+	vi->vhost_iommufd = false;
 	vi->dev->int_always = false;
 }
 
@@ -837,16 +1299,31 @@ static void account_queue(struct viommu *vi)
 	vi->returned += used;
 }
 
+/*
+ * Every endpoint out of its domain, the assigned ones blocked (detached
+ * from their IOAS), every domain and IOAS destroyed. Under the lock.
+ */
+static void domains_clear(struct viommu *vi)
+{
+	for (unsigned int i = 0; i < vi->nr_eps; i++) {
+		struct endpoint *ep = &vi->eps[i];
+
+		if (ep->dom >= 0 && endpoint_block(vi, ep))
+			die("%s: cannot block its DMA", ep->pdev->bdf);
+		ep->dom = -1;
+	}
+	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
+		if (vi->doms[i].used)
+			domain_free(vi, &vi->doms[i]);
+}
+
 /* Reset: forget every domain, mapping and waiting fault. Under the lock. */
 static void viommu_dev_reset(struct viommu *vi)
 {
 	account_queue(vi);
 	vi->started = false;
 	vhost_reset(vi);
-	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
-		if (vi->doms[i].used)
-			domain_free(&vi->doms[i]);
-	vi->ep_dom = -1;
+	domains_clear(vi);
 	vi->nr_faults = 0;
 	vi->resets++;
 }
@@ -867,12 +1344,16 @@ static void viommu_status(struct vdev *d, uint32_t old, uint32_t status)
 	vi->started = true;
 	/* Notifications before DRIVER_OK wait in the eventfds */
 	eventfd_write(vi->ctl_fd, 1);
-	if (fast)
+	if (fast && vi->vm->inval == INVAL_KERNEL)
 		vhost_start(vi);
 	vmm_log("virtio-iommu: driver ready (features %#llx), requestq/eventq by the VMM, %s",
 		(unsigned long long)d->driver_features,
-		fast ? "fast-path queues by /dev/vhost-iommu" :
-		"no fast-path queue (F_INVALQ not negotiated)");
+		!fast ? "no fast-path queue (F_INVALQ not negotiated)" :
+		vi->vm->inval == INVAL_KERNEL ?
+		"fast-path queues by /dev/vhost-iommu" :
+		vi->vm->inval == INVAL_DROP ?
+		"invalidation queue by the VMM, dropping (negative control)" :
+		"invalidation queue by the VMM");
 }
 
 static void viommu_cfg_read(struct vdev *d, uint32_t off, void *buf,
@@ -937,12 +1418,14 @@ static void drain(int fd)
 
 /*
  * The requestq and eventq notifications, and the error eventfds of the
- * queues the kernel serves
+ * queues the kernel serves, or with -I vmm and drop the notifications of
+ * the invalidation queues
  */
 static void *viommu_thread(void *arg)
 {
 	struct viommu *vi = arg;
 	unsigned int nr_vqs = vi->dev->nr_vqs;
+	bool own = vi->vm->inval == INVAL_VMM || vi->vm->inval == INVAL_DROP;
 	struct pollfd p[1 + VQ_MAX];
 
 	p[0] = (struct pollfd){ .fd = vi->ctl_fd, .events = POLLIN };
@@ -951,8 +1434,10 @@ static void *viommu_thread(void *arg)
 	p[1 + VQ_EVENT] = (struct pollfd){ .fd = vi->kick_fd[VQ_EVENT],
 					   .events = POLLIN };
 	for (unsigned int i = VQ_FAST; i < nr_vqs; i++)
-		p[1 + i] = (struct pollfd){ .fd = vi->err_fd[i],
-					    .events = POLLIN };
+		p[1 + i] = (struct pollfd){
+			.fd = own ? vi->kick_fd[i] : vi->err_fd[i],
+			.events = POLLIN,
+		};
 	for (;;) {
 		if (poll(p, 1 + nr_vqs, -1) < 0) {
 			if (errno == EINTR)
@@ -967,16 +1452,53 @@ static void *viommu_thread(void *arg)
 			pthread_mutex_unlock(&vi->lock);
 			return NULL;
 		}
-		for (unsigned int i = VQ_FAST; i < nr_vqs; i++)
+		for (unsigned int i = VQ_FAST; i < nr_vqs && !own; i++)
 			if (p[1 + i].revents)
 				vmm_log("vhost: error on queue %u", i);
 		/* After a wakeup (start) too: kicks may predate it */
 		if (vi->started) {
-			serve_req_queue(vi);
+			serve_queue(vi, VQ_REQ);
+			for (unsigned int i = VQ_FAST + 1; i < nr_vqs && own; i++)
+				serve_queue(vi, i);
 			flush_faults(vi);
 		}
 		pthread_mutex_unlock(&vi->lock);
 	}
+}
+
+/*
+ * The vIOMMU of the table domains and the assigned devices on it, each on
+ * its abort vSTE; without it (a host IOMMU that cannot nest) the guest is
+ * not offered F_ATTACH_TABLE
+ */
+static void nest_create(struct viommu *vi)
+{
+	struct vm *vm = vi->vm;
+	unsigned int i;
+
+	if (nest_init(&vi->nest, vm, vm->iommufd, vm->pdevs[0].dev_id))
+		goto err;
+	for (i = 0; i < vi->nr_eps; i++) {
+		struct endpoint *ep = &vi->eps[i];
+
+		if (!ep->pdev)
+			continue;
+		ep->nest = (struct nest_ep) { .pdev = ep->pdev, .endpoint = ep->id };
+		if (nest_add_ep(&vi->nest, &ep->nest))
+			goto err_eps;
+	}
+	vmm_log("table domains: vIOMMU %u over the guest RAM, %u devices on it",
+		vi->nest.viommu_id, vm->nr_pdevs);
+	return;
+
+err_eps:
+	do
+		if (vi->eps[i].pdev)
+			nest_remove_ep(&vi->nest, &vi->eps[i].nest);
+	while (i--);
+	nest_destroy(&vi->nest);
+err:
+	vmm_log("table domains: no vIOMMU: F_ATTACH_TABLE not offered");
 }
 
 void viommu_create(struct vm *vm)
@@ -988,9 +1510,18 @@ void viommu_create(struct vm *vm)
 	vi->vm = vm;
 	gpa_dma.ctx = vm;
 	vi->dev = &vm->viommu_dev;
-	vi->ep_dom = -1;
+	vi->eps[vi->nr_eps++] = (struct endpoint) {
+		.id = RNG_ENDPOINT, .dom = -1,
+	};
+	for (unsigned int i = 0; i < vm->nr_pdevs; i++)
+		vi->eps[vi->nr_eps++] = (struct endpoint) {
+			.id = PCI_ENDPOINT_BASE + vm->pdevs[i].devfn,
+			.dom = -1, .pdev = &vm->pdevs[i],
+		};
 	pthread_mutex_init(&vi->lock, NULL);
 	vhost_open(vi);
+	if (vm->nr_pdevs && vm->inval != INVAL_NONE)
+		nest_create(vi);
 	features = offered_features(vi);
 	/* The fast-path queues exist only with the feature that adds them */
 	nr_vqs = features & BIT64(VIRTIO_IOMMU_F_INVALQ) ? VQ_MAX : VQ_FAST;
@@ -1039,9 +1570,13 @@ void viommu_destroy(struct vm *vm)
 	pthread_mutex_unlock(&vi->lock);
 	eventfd_write(vi->ctl_fd, 1);
 	pthread_join(vi->thread, NULL);
-	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
-		if (vi->doms[i].used)
-			domain_free(&vi->doms[i]);
+	domains_clear(vi);
+	if (vi->nest.viommu_id) {
+		for (unsigned int i = 0; i < vi->nr_eps; i++)
+			if (vi->eps[i].pdev)
+				nest_remove_ep(&vi->nest, &vi->eps[i].nest);
+		nest_destroy(&vi->nest);
+	}
 	if (vi->vhost_fd >= 0)
 		close(vi->vhost_fd);
 }
@@ -1076,11 +1611,23 @@ void viommu_print_stats(struct vm *vm)
 			(unsigned long long)vi->vhost_starts,
 			vi->dev->features & BIT64(VIRTIO_IOMMU_F_INVALQ) ?
 			"offered" : "not offered");
+	if (vi->nest.viommu_id)
+		vmm_log("table domains: %llu vSTEs installed, %llu IOMMU_HWPT_INVALIDATE by the VMM; invalidation queue by %s; served by the VMM: %llu INVALIDATE (%llu failed, %llu dropped)",
+			(unsigned long long)vi->nest.attaches,
+			(unsigned long long)vi->nest.invalidations,
+			!(vi->dev->features & BIT64(VIRTIO_IOMMU_F_INVALQ)) ?
+			"none (not offered)" :
+			vi->vm->inval == INVAL_KERNEL ? "/dev/vhost-iommu" :
+			"the VMM",
+			(unsigned long long)vi->nr_invalq,
+			(unsigned long long)vi->nr_invalq_fail,
+			(unsigned long long)vi->nr_dropped);
 	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
 		maps += vi->doms[i].nr_maps;
 	vmm_log("mappings: %llu now, at most %llu in a domain; endpoint %u in domain %d",
 		(unsigned long long)maps,
-		(unsigned long long)vi->maps_max, RNG_ENDPOINT, vi->ep_dom);
+		(unsigned long long)vi->maps_max, RNG_ENDPOINT,
+		endpoint_get(vi, RNG_ENDPOINT)->dom);
 	vmm_log("endpoint DMA through the mappings: %llu bytes read, %llu bytes written",
 		(unsigned long long)vi->bytes_read,
 		(unsigned long long)vi->bytes_written);

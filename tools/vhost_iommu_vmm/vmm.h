@@ -11,6 +11,11 @@
  *   0x0a000000  virtio-mmio: virtio-iommu, SPI 16
  *   0x0a000200  virtio-mmio: virtio-rng, SPI 17, behind the virtio-iommu
  *               as endpoint 1
+ *   0x10000000  PCI memory window (32-bit, bus address = CPU address),
+ *               256 MiB: the BARs of the assigned devices (-p)
+ *   0x30000000  PCI ECAM of bus 0, 1 MiB (pci-host-ecam-generic), only
+ *               with assigned devices; device i at devfn (i + 1) << 3,
+ *               behind the virtio-iommu as endpoint 0x100 + devfn
  *   0x80000000  RAM
  */
 #ifndef VMM_H
@@ -21,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdnoreturn.h>
+#include <linux/iommufd.h>
 
 #define GIC_DIST_BASE		0x08000000ULL
 #define GIC_DIST_SIZE		0x10000ULL
@@ -34,6 +40,10 @@
 #define VIOMMU_SPI		16
 #define RNG_SPI			17
 #define RAM_BASE		0x80000000ULL
+#define PCI_MMIO_BASE		0x10000000ULL
+#define PCI_MMIO_SIZE		0x10000000ULL
+#define PCI_ECAM_BASE		0x30000000ULL
+#define PCI_ECAM_SIZE		0x100000ULL
 
 /* The MSI doorbell window the virtio-iommu reports as reserved (PROBE) */
 #define MSI_WINDOW_BASE		0x08080000ULL
@@ -41,6 +51,9 @@
 
 /* The endpoint ID of the virtio-rng device (its "iommus" cell) */
 #define RNG_ENDPOINT		1
+/* The host bridge's iommu-map: endpoint ID = PCI_ENDPOINT_BASE + RID */
+#define PCI_ENDPOINT_BASE	0x100
+#define MAX_ASSIGNED		2
 
 /* Virtio status bits and feature bits used here */
 #define VIRTIO_STAT_ACKNOWLEDGE	1
@@ -128,6 +141,25 @@ struct vdev {
 	void *priv;
 };
 
+/* A PCI device of the host assigned to the guest through VFIO (pci.c) */
+struct pdev {
+	const char *bdf;	/* on the host */
+	int fd;			/* its VFIO cdev, bound to vm->iommufd */
+	uint32_t dev_id;	/* its iommufd device */
+	uint8_t devfn;		/* on the guest's bus 0 */
+	uint16_t vendor, device;
+	uint64_t cfg_off, cfg_size;	/* the VFIO config region */
+	uint64_t bar_off, bar_size;	/* the VFIO BAR0 region */
+	uint32_t bar_flags;	/* the low bits of BAR0 (type, prefetch) */
+	bool bar64;
+	uint64_t bar_gpa;	/* where the VMM put BAR0 */
+	uint32_t bar_reg[2];	/* BAR0 (and BAR1 of a 64-bit BAR) as seen */
+	uint32_t pt_id;		/* the IOAS it is attached to, or 0: blocked */
+	/* Statistics: on its domain's IOAS, while attached */
+	uint64_t nr_ioas_maps, nr_ioas_unmaps, nr_unmaps_dropped;
+	uint64_t nr_cfg, nr_bar, nr_refused;
+};
+
 struct vm {
 	int kvm_fd, vm_fd, vcpu_fd, gic_fd;
 	struct kvm_run *run;
@@ -142,6 +174,19 @@ struct vm {
 	unsigned int boot, nr_boots;
 	/* Devices */
 	struct vdev viommu_dev, rng_dev;
+	int iommufd;		/* with assigned devices, else -1 */
+	unsigned int nr_pdevs;
+	struct pdev pdevs[MAX_ASSIGNED];
+	/* --unmap=drop: UNMAP on an IOAS answered S_OK, not carried out */
+	bool unmap_drop;
+	/* Where the guest's INVALIDATEs of table domains are served (-I) */
+	enum inval_mode {
+		INVAL_KERNEL,	/* invalidation queue, /dev/vhost-iommu */
+		INVAL_VMM,	/* invalidation queue, this program */
+		INVAL_REQUESTQ,	/* no F_INVALQ: request queue, this program */
+		INVAL_DROP,	/* negative control: answered, not carried out */
+		INVAL_NONE,	/* no F_ATTACH_TABLE: MAP/UNMAP only */
+	} inval;
 	uint32_t uart_imsc;
 	bool uart_line;
 	char uart_buf[512];
@@ -185,6 +230,63 @@ int viommu_dma(struct vm *vm, uint32_t ep, uint64_t iova, void *buf,
 	       size_t len, bool write);
 /* Whether @iova is mapped for endpoint @ep (for the "wild DMA" check) */
 bool viommu_is_mapped(struct vm *vm, uint32_t ep, uint64_t iova);
+
+/* pci.c */
+void pci_assign(struct vm *vm, const char *bdf);
+void pci_ecam_mmio(struct vm *vm, uint64_t off, uint8_t *data, uint32_t len,
+		   bool write);
+void pci_bar_mmio(struct vm *vm, uint64_t gpa, uint8_t *data, uint32_t len,
+		  bool write);
+void pci_reset(struct vm *vm);
+void pci_print_stats(struct vm *vm);
+void pci_close(struct vm *vm);
+/* Attach @p to IOAS @ioas_id (replacing), or with 0 detach it: blocked */
+int pci_attach(struct pdev *p, uint32_t ioas_id);
+/* nested.c: the table domains of the assigned devices */
+#define NEST_MAX_EPS		2
+
+/* The objects shared by all table domains: one vIOMMU over the guest RAM */
+struct nest {
+	int iommufd;
+	uint32_t ioas_id;	/* the guest RAM at IOVA = guest physical */
+	uint32_t s2_hwpt_id;	/* nest parent on it */
+	uint32_t viommu_id;
+	struct iommu_hw_info_arm_smmuv3 hw;	/* the host SMMUv3 */
+	uint64_t attaches, invalidations;
+};
+
+/* An assigned device as the vIOMMU sees it */
+struct nest_ep {
+	struct pdev *pdev;
+	uint32_t endpoint;	/* virtio endpoint ID, also the vSID */
+	uint32_t vdevice_id;
+	uint32_t abort_hwpt_id;	/* nested HWPT of an invalid vSTE */
+	uint32_t table_hwpt_id;	/* of the guest's vSTE, or 0 */
+};
+
+int nest_init(struct nest *n, struct vm *vm, int iommufd, uint32_t dev_id);
+void nest_destroy(struct nest *n);
+int nest_add_ep(struct nest *n, struct nest_ep *ep);
+void nest_remove_ep(struct nest *n, struct nest_ep *ep);
+/* VIRTIO_IOMMU_S_OK if a guest may hand over these STE words */
+uint8_t nest_check_ste(struct vm *vm, const uint64_t ste[2]);
+/* Install the guest's vSTE, or the abort one; 0 or -errno */
+int nest_attach_table(struct nest *n, struct nest_ep *ep,
+		      const uint64_t ste[2]);
+int nest_block(struct nest *n, struct nest_ep *ep);
+/* Destroy the HWPT of the guest's vSTE once the device left it */
+void nest_drop_table(struct nest *n, struct nest_ep *ep);
+/*
+ * IOMMU_HWPT_INVALIDATE of a guest INVALIDATE request @req (the
+ * device-readable part, struct virtio_iommu_req_invalidate) on a domain
+ * with endpoints @eps; 0 or -errno
+ */
+int nest_invalidate(struct nest *n, const void *req,
+		    const struct nest_ep *const *eps, unsigned int nr_eps);
+/* The PROBE property VIRTIO_IOMMU_PROBE_T_HW_ARM_SMMU3; its size */
+size_t nest_probe_prop(const struct nest *n, void *buf);
+/* The virtio status of an iommufd error */
+uint8_t nest_status(int err);
 
 /* rng.c */
 struct rng_opts {

@@ -3,7 +3,8 @@
 # /init of the inner guest that vhost-iommu-vmm boots (busybox). Reads
 # "guest.n" 64-byte blocks from /dev/hwrng (virtio-rng behind the
 # virtio-iommu), prints their md5 and what the kernel said about the IOMMU,
-# then reboots until the last boot ("guest.boots") and powers off.
+# runs vhost_iommu_edu when asked ("guest.edu=ARGS"), then reboots until the
+# last boot ("guest.boots") and powers off.
 
 mount -t proc none /proc
 mount -t sysfs none /sys
@@ -37,6 +38,15 @@ echo "GUEST-DATA boot=$boot blocks=$n bytes=$(wc -c < /tmp/data) md5=$sum start=
 # Faults the virtio-iommu driver received on its event queue
 sleep 1
 dmesg | grep 'fault from EP' | sed "s/^/GUEST-FAULT boot=$boot /"
+
+# The edu DMA test on an assigned edu: guest.edu=ARGS (commas for spaces;
+# empty for all its tests), every line as "GUEST-EDU boot=N ...", the last
+# one its exit status.
+if tr ' ' '\n' < /proc/cmdline | grep -q '^guest\.edu='; then
+	edu_args=$(arg guest.edu | tr ',' ' ')
+	# shellcheck disable=SC2086
+	{ /bin/vhost_iommu_edu $edu_args 2>&1; echo "rc=$?"; } | sed "s/^/GUEST-EDU boot=$boot /"
+fi
 
 if [ "$boot" -lt "$boots" ]; then
 	echo "GUEST-REBOOT boot=$boot"

@@ -1,19 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Nested SMMUv3 oracle for QEMU's edu device: vfio cdev + iommufd setup,
- * stage-1 context descriptor and page tables in "guest RAM", edu DMA.
- * See nested_smmu_lib.h.
+ * stage-1 context descriptor and page tables in "guest RAM". The edu
+ * device itself is edu_lib.c's. See nested_smmu_lib.h.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 #include <linux/vfio.h>
 
@@ -22,19 +19,6 @@
 #ifndef BIT_ULL
 #define BIT_ULL(nr)		(1ULL << (nr))
 #endif
-
-#define EDU_VENDOR		0x1234
-#define EDU_DEVICE		0x11e8
-#define EDU_REG_ID		0x00
-#define EDU_REG_LIVENESS	0x04
-#define EDU_REG_DMA_SRC		0x80
-#define EDU_REG_DMA_DST		0x88
-#define EDU_REG_DMA_CNT		0x90
-#define EDU_REG_DMA_CMD		0x98
-#define EDU_DMA_START		0x01
-#define EDU_DMA_TO_RAM		0x02	/* direction: device buffer -> RAM */
-#define EDU_DMA_BUF		0x40000	/* the device's DMA buffer address */
-#define EDU_DMA_BUF_SIZE	4096
 
 /* SMMUv3 STE/CD/PTE bits (Arm IHI 0070, as in arm-smmu-v3.h) */
 #define STE0_V			BIT_ULL(0)
@@ -72,199 +56,6 @@ static int fail(struct nested_smmu *n, int err, const char *fmt, ...)
 	if (len >= 0 && (size_t)len < sizeof(n->err))
 		snprintf(n->err + len, sizeof(n->err) - len, ": %s", strerror(err));
 	return -err;
-}
-
-static int read_hex(const char *path, unsigned long *val)
-{
-	char buf[32];
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return -errno;
-	if (!fgets(buf, sizeof(buf), f)) {
-		fclose(f);
-		return -EIO;
-	}
-	fclose(f);
-	*val = strtoul(buf, NULL, 16);
-	return 0;
-}
-
-static int bdf_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char * const *)a, *(char * const *)b);
-}
-
-/* The edu devices, in BDF order */
-static int edu_list(char ***out)
-{
-	char path[300], **list = NULL;
-	unsigned long vendor, device;
-	struct dirent *de;
-	int count = 0;
-	DIR *d;
-
-	d = opendir("/sys/bus/pci/devices");
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", de->d_name);
-		if (read_hex(path, &vendor) || vendor != EDU_VENDOR)
-			continue;
-		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", de->d_name);
-		if (read_hex(path, &device) || device != EDU_DEVICE)
-			continue;
-		list = realloc(list, sizeof(*list) * (count + 1));
-		list[count++] = strdup(de->d_name);
-	}
-	closedir(d);
-	qsort(list, count, sizeof(*list), bdf_cmp);
-	*out = list;
-	return count;
-}
-
-int edu_count(void)
-{
-	char **list;
-	int i, n = edu_list(&list);
-
-	for (i = 0; i < n; i++)
-		free(list[i]);
-	if (n >= 0)
-		free(list);
-	return n;
-}
-
-int edu_bdf(int index, char *bdf, size_t len)
-{
-	char **list;
-	int i, n = edu_list(&list), ret = -ENODEV;
-
-	if (n < 0)
-		return n;
-	if (index < n) {
-		snprintf(bdf, len, "%s", list[index]);
-		ret = 0;
-	}
-	for (i = 0; i < n; i++)
-		free(list[i]);
-	free(list);
-	return ret;
-}
-
-static int edu_rd32(struct edu_dev *edu, uint64_t reg, uint32_t *val)
-{
-	return pread(edu->fd, val, 4, edu->bar0 + reg) == 4 ? 0 : -EIO;
-}
-
-static int edu_wr32(struct edu_dev *edu, uint64_t reg, uint32_t val)
-{
-	return pwrite(edu->fd, &val, 4, edu->bar0 + reg) == 4 ? 0 : -EIO;
-}
-
-static int edu_wr64(struct edu_dev *edu, uint64_t reg, uint64_t val)
-{
-	return pwrite(edu->fd, &val, 8, edu->bar0 + reg) == 8 ? 0 : -EIO;
-}
-
-int edu_open(struct edu_dev *edu, int index, int iommufd)
-{
-	struct vfio_region_info reg = { .argsz = sizeof(reg) };
-	struct vfio_device_bind_iommufd bind = {
-		.argsz = sizeof(bind),
-		.iommufd = iommufd,
-	};
-	char path[300];
-	struct dirent *de;
-	uint16_t cmd;
-	uint32_t id;
-	DIR *d;
-	int ret;
-
-	memset(edu, 0, sizeof(*edu));
-	edu->fd = -1;
-	ret = edu_bdf(index, edu->bdf, sizeof(edu->bdf));
-	if (ret)
-		return ret;
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vfio-dev", edu->bdf);
-	d = opendir(path);
-	if (!d)
-		return -errno;
-	path[0] = 0;
-	while ((de = readdir(d)))
-		if (!strncmp(de->d_name, "vfio", 4))
-			snprintf(path, sizeof(path), "/dev/vfio/devices/%s", de->d_name);
-	closedir(d);
-	if (!path[0])
-		return -ENODEV;
-	edu->fd = open(path, O_RDWR | O_CLOEXEC);
-	if (edu->fd < 0)
-		return -errno;
-	if (ioctl(edu->fd, VFIO_DEVICE_BIND_IOMMUFD, &bind))
-		goto err;
-	edu->dev_id = bind.out_devid;
-
-	reg.index = VFIO_PCI_BAR0_REGION_INDEX;
-	if (ioctl(edu->fd, VFIO_DEVICE_GET_REGION_INFO, &reg))
-		goto err;
-	edu->bar0 = reg.offset;
-	reg.index = VFIO_PCI_CONFIG_REGION_INDEX;
-	reg.argsz = sizeof(reg);
-	if (ioctl(edu->fd, VFIO_DEVICE_GET_REGION_INFO, &reg))
-		goto err;
-	edu->cfg = reg.offset;
-
-	/* Memory space and bus master */
-	if (pread(edu->fd, &cmd, 2, edu->cfg + 4) != 2)
-		goto err;
-	cmd |= 0x6;
-	if (pwrite(edu->fd, &cmd, 2, edu->cfg + 4) != 2)
-		goto err;
-	if (edu_rd32(edu, EDU_REG_ID, &id) || (id & 0xff) != 0xed) {
-		errno = ENODEV;
-		goto err;
-	}
-	return 0;
-err:
-	ret = -errno;
-	close(edu->fd);
-	edu->fd = -1;
-	return ret;
-}
-
-void edu_close(struct edu_dev *edu)
-{
-	if (edu->fd >= 0)
-		close(edu->fd);
-	edu->fd = -1;
-}
-
-int edu_dma(struct edu_dev *edu, uint64_t iova, uint32_t len, bool to_ram)
-{
-	struct timespec start, now;
-	uint32_t cmd;
-
-	if (len > EDU_DMA_BUF_SIZE)
-		return -EINVAL;
-	if (edu_wr64(edu, EDU_REG_DMA_SRC, to_ram ? EDU_DMA_BUF : iova) ||
-	    edu_wr64(edu, EDU_REG_DMA_DST, to_ram ? iova : EDU_DMA_BUF) ||
-	    edu_wr64(edu, EDU_REG_DMA_CNT, len) ||
-	    edu_wr32(edu, EDU_REG_DMA_CMD, EDU_DMA_START | (to_ram ? EDU_DMA_TO_RAM : 0)))
-		return -EIO;
-	/* The model completes a DMA after a 100 ms timer */
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		if (edu_rd32(edu, EDU_REG_DMA_CMD, &cmd))
-			return -EIO;
-		if (!(cmd & EDU_DMA_START))
-			return 0;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - start.tv_sec > 10)
-			return -ETIMEDOUT;
-		usleep(2000);
-	}
 }
 
 void *nsmmu_page(struct nested_smmu *n, int page)

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <linux/iommufd.h>
 
+#include "edu_lib.h"
+
 /* Guest RAM layout, in pages from NSMMU_IPA_BASE */
 #define NSMMU_IPA_BASE		0x01000000ULL
 #define NSMMU_PAGE_SIZE		4096ULL
@@ -44,14 +46,6 @@
 #define NSMMU_CMD_TLBI_NH_VA	0x12
 #define NSMMU_CMD_TLBI_S12_VMALL 0x28
 
-struct edu_dev {
-	char bdf[32];
-	int fd;			/* vfio cdev */
-	uint32_t dev_id;	/* iommufd device ID */
-	uint64_t bar0;		/* region offsets in the vfio fd */
-	uint64_t cfg;
-};
-
 struct nested_smmu {
 	int iommufd;
 	struct edu_dev edu;
@@ -67,16 +61,6 @@ struct nested_smmu {
 	uint32_t pattern;	/* last pattern written by nsmmu_probe() */
 	char err[256];		/* what failed, for the test's message */
 };
-
-/* Number of edu devices bound to vfio-pci, and the BDF of the index-th. */
-int edu_count(void);
-int edu_bdf(int index, char *bdf, size_t len);
-
-/* Open the index-th edu device and bind it to @iommufd. */
-int edu_open(struct edu_dev *edu, int index, int iommufd);
-void edu_close(struct edu_dev *edu);
-/* One DMA: to_ram copies the device buffer to @iova, else @iova to it. */
-int edu_dma(struct edu_dev *edu, uint64_t iova, uint32_t len, bool to_ram);
 
 /*
  * Set up the whole nested translation on the index-th edu device, on a new

@@ -32,10 +32,13 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 
 #include "../kselftest.h"
 #include "../../../vhost_iommu_vmm/vmm.h"
+#include "edu_lib.h"
+#include "vhost_iommu_utils.h"
 
 #define GUEST_IMAGE	"/guest/Image"
 #define GUEST_INITRD	"/guest/initrd.gz"
@@ -327,6 +330,18 @@ struct cfg {
 	bool verbose;
 	bool perf;		/* no data check: too many blocks to search */
 	uint64_t seed;
+	/*
+	 * Device assignment: the edu devices the VMM gives the guest (-p),
+	 * the VMM's options for them, and what vhost_iommu_edu runs in the
+	 * guest (guest.edu=, commas for spaces). @edu_fails names the one
+	 * test of it that must fail (a negative control), or is NULL.
+	 */
+	unsigned int assign;
+	const char *vmm_args[6];
+	const char *edu;
+	const char *edu_fails;
+	/* Table mode: where the INVALIDATEs must have been served */
+	enum { INV_NONE, INV_KERNEL, INV_VMM } inval;
 };
 
 static double dd_secs(const struct run *r, unsigned int boot)
@@ -463,10 +478,183 @@ static void check_run(const struct cfg *c, const struct run *r)
 				 c->name, c->boots);
 }
 
+/* ---- Device assignment ---- */
+
+/*
+ * The result of vhost_iommu_edu's test @name in boot @boot: 1 ok, 0 not ok,
+ * -1 absent. Its TAP lines reach the console as "GUEST-EDU boot=N ok 3
+ * edu.remap_dma".
+ */
+static int edu_result(const struct run *r, unsigned int boot, const char *name)
+{
+	char prefix[64], tail[64];
+
+	snprintf(tail, sizeof(tail), " edu.%s", name);
+	for (int i = 0; i < r->nr; i++) {
+		const char *l = r->lines[i], *t;
+		size_t n;
+
+		snprintf(prefix, sizeof(prefix), "GUEST-EDU boot=%u ", boot);
+		if (strncmp(l, prefix, strlen(prefix)))
+			continue;
+		l += strlen(prefix);
+		t = strstr(l, tail);
+		n = strlen(tail);
+		if (!t || (t[n] && t[n] != ' '))
+			continue;
+		if (!strncmp(l, "ok ", 3))
+			return 1;
+		if (!strncmp(l, "not ok ", 7))
+			return 0;
+	}
+	return -1;
+}
+
+/* Entries of the vhost-iommu invalidation batches traced since enabling */
+static const char *const trace_dirs[] = {
+	"/sys/kernel/tracing", "/sys/kernel/debug/tracing",
+};
+
+static const char *tracefs;
+
+static void trace_start(void)
+{
+	char path[256];
+	int fd;
+
+	/* The test VM's init mounts no tracefs */
+	if (!tracefs)
+		mount("tracefs", trace_dirs[0], "tracefs", 0, NULL);
+	for (size_t i = 0; i < ARRAY_SIZE(trace_dirs) && !tracefs; i++) {
+		snprintf(path, sizeof(path), "%s/events/vhost_iommu", trace_dirs[i]);
+		if (!access(path, F_OK))
+			tracefs = trace_dirs[i];
+	}
+	if (!tracefs)
+		return;
+	snprintf(path, sizeof(path),
+		 "%s/events/vhost_iommu/vhost_iommu_invalidate/enable", tracefs);
+	vi_write_file(path, "1");
+	snprintf(path, sizeof(path), "%s/trace", tracefs);
+	/* An open with O_TRUNC clears the buffer: no entry of a run before */
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+}
+
+static long long trace_entries(long long *batches)
+{
+	long long entries = 0;
+	char path[256], line[512];
+	FILE *f;
+
+	*batches = -1;
+	if (!tracefs)
+		return -1;
+	snprintf(path, sizeof(path), "%s/events/vhost_iommu/vhost_iommu_invalidate/enable",
+		 tracefs);
+	vi_write_file(path, "0");
+	snprintf(path, sizeof(path), "%s/trace", tracefs);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	*batches = 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *e = strstr(line, "vhost_iommu_invalidate:");
+
+		e = e ? strstr(e, "entries=") : NULL;
+		if (!e)
+			continue;
+		(*batches)++;
+		entries += strtoll(e + 8, NULL, 0);
+	}
+	fclose(f);
+	return entries;
+}
+
+static void check_assign(const struct cfg *c, const struct run *r)
+{
+	long long fail, attach_table, inval, invalq, dropped, vstes;
+	long long entries, batches;
+	char needle[64];
+
+	ksft_test_result(r->status == 0 &&
+			 find(r, "vmm: guest powered off", NULL) &&
+			 !guest_splat(r),
+			 "%s: VMM exit %d, guest powered off, no splat (%.1f s)\n",
+			 c->name, r->status, r->secs);
+	for (unsigned int b = 1; b <= c->boots; b++) {
+		long long pass, failed, skipped;
+		bool grouped;
+
+		snprintf(needle, sizeof(needle), "GUEST-EDU boot=%u ", b);
+		pass = number(r, needle, "# Totals:", "pass:");
+		failed = number(r, needle, "# Totals:", "fail:");
+		skipped = number(r, needle, "# Totals:", "skip:");
+		/* The second edu is device 2 of the guest's bus */
+		grouped = find(r, "GUEST-DMESG", "0000:00:01.0: Adding to iommu group") &&
+			  (c->assign < 2 ||
+			   find(r, "GUEST-DMESG", "0000:00:02.0: Adding to iommu group"));
+		/* A negative control may run its one test only: pass 0, fail 1 */
+		ksft_test_result(grouped && skipped == 0 &&
+				 (c->edu_fails ? failed == 1 && edu_result(r, b, c->edu_fails) == 0 :
+				  pass > 0 && failed == 0),
+				 "%s: boot %u: the assigned edu%s in an IOMMU group; its DMA through vfio and iommufd in the guest: %lld passed, %lld failed, %lld skipped%s%s\n",
+				 c->name, b, c->assign > 1 ? "s each" : "",
+				 pass, failed, skipped,
+				 c->edu_fails ? ", must fail (negative control): " : "",
+				 c->edu_fails ? c->edu_fails : "");
+	}
+
+	attach_table = requests(r, "ATTACH_TABLE", &fail);
+	inval = requests(r, "INVALIDATE", &fail);
+	vstes = number(r, "vmm: table domains:", "vSTEs", "domains: ");
+	invalq = number(r, "vmm: table domains:", "vSTEs", "served by the VMM: ");
+	dropped = number(r, "vmm: table domains:", "vSTEs", "failed, ");
+	entries = trace_entries(&batches);
+	switch (c->inval) {
+	case INV_NONE: {
+		const char *l = find(r, "vmm: assigned", "IOAS maps");
+		long long maps = -1, unmaps = -1, drops = -1;
+
+		l = l ? strstr(l, "endpoint ") : NULL;
+		l = l ? strchr(l, ':') : NULL;
+		if (l)
+			sscanf(l + 1, " %lld IOAS maps, %lld unmaps, %lld dropped",
+			       &maps, &unmaps, &drops);
+		ksft_test_result(attach_table == 0 && inval == 0 && maps > 0 &&
+				 (c->edu_fails ? drops > 0 : unmaps > 0 && drops == 0),
+				 "%s: MAP/UNMAP only: no ATTACH_TABLE; the guest's mappings in the device's IOAS: %lld maps, %lld unmaps, %lld unmaps dropped\n",
+				 c->name, maps, unmaps, drops);
+		break;
+	}
+	case INV_KERNEL:
+		ksft_test_result(attach_table > 0 && !fail && inval == 0 &&
+				 vstes > 0 && entries > 0 &&
+				 find(r, "vmm: virtio-iommu: driver ready",
+				      "fast-path queues by /dev/vhost-iommu"),
+				 "%s: table mode: %lld ATTACH_TABLE, %lld vSTEs; no INVALIDATE reached the VMM; /dev/vhost-iommu served %lld entries in %lld batches\n",
+				 c->name, attach_table, vstes, entries, batches);
+		break;
+	case INV_VMM:
+		ksft_test_result(attach_table > 0 && (inval > 0 || invalq > 0) &&
+				 entries == 0 && (c->edu_fails ? dropped > 0 : dropped == 0),
+				 "%s: table mode: %lld ATTACH_TABLE; INVALIDATE served by the VMM: %lld on the request queue, %lld on the invalidation queue, %lld dropped; none in the kernel (%lld)\n",
+				 c->name, attach_table, inval, invalq, dropped, entries);
+		break;
+	}
+	if (c->boots > 1)
+		ksft_test_result(count(r, "vmm: guest reset: boot", NULL) ==
+				 (int)c->boots - 1,
+				 "%s: %u boots, the device reset and the assigned device reusable\n",
+				 c->name, c->boots);
+}
+
 static void run_cfg(const struct cfg *c, const char *vmm, struct run *r)
 {
-	char seed[32], n[32], boots[32], nb[32], ram[16];
-	char *argv[32];
+	char seed[32], n[32], boots[32], nb[32], ram[16], edu[256];
+	char bdf[2][32];
+	char *argv[48];
 	int a = 0;
 
 	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)c->seed);
@@ -500,8 +688,84 @@ static void run_cfg(const struct cfg *c, const char *vmm, struct run *r)
 	}
 	if (c->verbose)
 		argv[a++] = "-v";
+	for (unsigned int i = 0; i < c->assign; i++) {
+		if (edu_bdf(i, bdf[i], sizeof(bdf[i])))
+			ksft_exit_fail_msg("no edu device %u\n", i);
+		argv[a++] = "-p";
+		argv[a++] = bdf[i];
+	}
+	for (unsigned int i = 0; i < ARRAY_SIZE(c->vmm_args) && c->vmm_args[i]; i++)
+		argv[a++] = (char *)c->vmm_args[i];
+	if (c->edu) {
+		snprintf(edu, sizeof(edu), "guest.edu=%s", c->edu);
+		argv[a++] = "-A";
+		argv[a++] = edu;
+		argv[a++] = "-A";
+		argv[a++] = "iommufd.allow_unsafe_interrupts=1";
+		/* A hugetlb page for edu.map_2m: a 2 MiB block, unmapped whole */
+		argv[a++] = "-A";
+		argv[a++] = "hugepages=2";
+	}
 	argv[a] = NULL;
+	if (c->inval != INV_NONE)
+		trace_start();
 	run_vmm(r, argv);
+}
+
+/*
+ * The guest drives an assigned edu through vfio and iommufd
+ * (vhost_iommu_edu), on MAP/UNMAP and on its own tables, with each
+ * mechanism switched off once: the test it proves must then fail. With one
+ * edu assigned, every test of it runs but the two-device one.
+ */
+static const struct cfg assign_cfgs[] = {
+	{
+		/* MAP/UNMAP become IOAS maps; a reboot leaves it reusable */
+		.name = "assign-map", .boots = 2, .blocks = 4, .assign = 1,
+		.vmm_args = { "-I", "none" }, .edu = "-T,two_devices", .inval = INV_NONE,
+	}, {
+		/* Negative control: an UNMAP the VMM does not carry out */
+		.name = "assign-map-unmap-dropped", .boots = 1, .blocks = 4,
+		.assign = 1, .vmm_args = { "-I", "none", "-U", "drop" },
+		.edu = "-t,unmapped_dma", .edu_fails = "unmapped_dma",
+		.inval = INV_NONE,
+	}, {
+		/* Table mode, invalidations in the kernel; a reboot */
+		.name = "table-kernel", .boots = 2, .blocks = 4, .assign = 1,
+		.edu = "-T,two_devices", .inval = INV_KERNEL,
+	}, {
+		/* Negative control: INVALIDATE answered, not carried out */
+		.name = "table-dropped", .boots = 1, .blocks = 4, .assign = 1,
+		.vmm_args = { "-I", "drop" }, .edu = "-t,remap_dma",
+		.edu_fails = "remap_dma", .inval = INV_VMM,
+	}, {
+		/* The best a userspace VMM does: its own invalidation queue */
+		.name = "table-vmm", .boots = 1, .blocks = 4, .assign = 1,
+		.vmm_args = { "-I", "vmm" }, .edu = "-T,two_devices", .inval = INV_VMM,
+	}, {
+		/* A VMM without the fast-path feature: on the request queue */
+		.name = "table-requestq", .boots = 1, .blocks = 4, .assign = 1,
+		.vmm_args = { "-I", "requestq" }, .edu = "-T,two_devices",
+		.inval = INV_VMM,
+	}, {
+		/* Both edu devices in one table domain */
+		.name = "table-two-devices", .boots = 1, .blocks = 4,
+		.assign = 2, .edu = "-t,two_devices", .inval = INV_KERNEL,
+	}, {
+		/*
+		 * Negative control: after the remap, device 2's DMA hits the
+		 * translation cached for the domain's ASID by the first DMAs
+		 */
+		.name = "table-two-devices-dropped", .boots = 1, .blocks = 4,
+		.assign = 2, .vmm_args = { "-I", "drop" },
+		.edu = "-t,two_devices", .edu_fails = "two_devices",
+		.inval = INV_VMM,
+	},
+};
+
+static unsigned int assign_tests(const struct cfg *c)
+{
+	return 1 + c->boots + 1 + (c->boots > 1);
 }
 
 /* Room for the guest's RAM in huge pages; returns the previous count */
@@ -535,15 +799,18 @@ static void restore_hugepages(long before)
 
 int main(int argc, char **argv)
 {
-	unsigned int perf_blocks = 0, blocks = 64, rounds = 1;
+	unsigned int perf_blocks = 0, blocks = 64, rounds = 1, plan;
+	const char *only = NULL;
 	bool demo = false;
 	char vmm[4096], *slash;
 	struct run r;
 	long huge;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "p:n:r:d")) != -1) {
-		if (opt == 'd')
+	while ((opt = getopt(argc, argv, "p:n:r:de:")) != -1) {
+		if (opt == 'e')
+			only = optarg;
+		else if (opt == 'd')
 			demo = true;
 		else if (opt == 'r')
 			rounds = strtoul(optarg, NULL, 0);
@@ -572,10 +839,21 @@ int main(int argc, char **argv)
 			.verbose = true, .seed = time(NULL),
 		};
 
-		ksft_set_plan(1 + 3 + 2);
+		/* Then an assigned edu on the guest's own tables */
+		struct cfg t = assign_cfgs[2];
+
+		t.name = "demo-table";
+		t.boots = 1;
+		t.verbose = true;
+		ksft_set_plan(1 + 3 + 2 + (edu_count() ? assign_tests(&t) : 0));
 		run_cfg(&c, vmm, &r);
 		check_run(&c, &r);
 		free_run(&r);
+		if (edu_count()) {
+			run_cfg(&t, vmm, &r);
+			check_assign(&t, &r);
+			free_run(&r);
+		}
 		restore_hugepages(huge);
 		ksft_finished();
 	}
@@ -612,9 +890,13 @@ int main(int argc, char **argv)
 		ksft_finished();
 	}
 
-	/* 1 + 3 per boot + 3 */
-	ksft_set_plan(1 + 3 * 2 + 3);
-	{
+	/* The stock guest: 1 + 3 per boot + 3; then the assignments */
+	plan = only ? 0 : 1 + 3 * 2 + 3;
+	for (size_t i = 0; i < ARRAY_SIZE(assign_cfgs); i++)
+		if (!only || !strcmp(only, assign_cfgs[i].name))
+			plan += assign_tests(&assign_cfgs[i]);
+	ksft_set_plan(plan);
+	if (!only) {
 		/* Two boots: the guest reboots once */
 		struct cfg c = {
 			.name = "vmm", .boots = 2, .blocks = blocks,
@@ -624,6 +906,21 @@ int main(int argc, char **argv)
 		run_cfg(&c, vmm, &r);
 		check_run(&c, &r);
 		ksft_print_msg("%u reads in %.2f s\n", blocks, dd_secs(&r, 1));
+		free_run(&r);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(assign_cfgs); i++) {
+		const struct cfg *c = &assign_cfgs[i];
+
+		if (only && strcmp(only, c->name))
+			continue;
+		if (edu_count() < (int)c->assign) {
+			for (unsigned int k = 0; k < assign_tests(c); k++)
+				ksft_test_result_skip("%s: needs %u edu devices\n",
+						      c->name, c->assign);
+			continue;
+		}
+		run_cfg(c, vmm, &r);
+		check_assign(c, &r);
 		free_run(&r);
 	}
 	restore_hugepages(huge);

@@ -33,11 +33,13 @@ def main():
     passed = failed = skipped = 0
     report = []
 
-    def section(begin, end):
+    def section(begin, end, nth=0):
         out, inside = [], False
         for line in log:
             if line.startswith(begin):
-                inside = True
+                inside = nth == 0
+                nth -= 1
+                out = []
                 continue
             if inside and line.startswith(end):
                 return out, True
@@ -49,8 +51,11 @@ def main():
     done = any(line.startswith('VMTEST-DONE') for line in log)
     booted = [line for line in log if line.startswith('VMTEST-BOOTED')]
 
+    runs = {}       # a program selected twice (other ARGS): its nth run
     for fields in sel:
         name, cmd = fields[0], fields[3]
+        nth = runs.get(name, 0)
+        runs[name] = nth + 1
         if cmd == '-':          # KUnit: results are in the kernel log
             tot = [KUNIT_TOTALS.match(line) for line in dmesg]
             tot = [m for m in tot if m]
@@ -64,8 +69,8 @@ def main():
             passed, failed, skipped = passed + p, failed + f, skipped + s
             report.append(f'{"FAIL" if f else "ok  "} {name}: {p} passed, {f} failed, {s} skipped')
             continue
-        body, ended = section(f'VMTEST-BEGIN {name}', f'VMTEST-END {name} ')
-        end = [line for line in log if line.startswith(f'VMTEST-END {name} ')]
+        body, ended = section(f'VMTEST-BEGIN {name}', f'VMTEST-END {name} ', nth)
+        end = [line for line in log if line.startswith(f'VMTEST-END {name} ')][nth:]
         if not ended:
             failed += 1
             report.append(f'FAIL {name}: did not finish (VM crashed or timed out)')

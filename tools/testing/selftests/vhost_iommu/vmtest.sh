@@ -54,6 +54,10 @@ EOT
 		# The fuzzer's default million requests: 4-7 minutes
 		t=600
 		[ "$p" = vhost_iommu_fuzz ] && t=900
+		# Seven inner-guest runs, about a minute each
+		[ "$p" = vhost_iommu_guest ] && t=1200
+		# About 60 edu DMAs of ~100 ms of virtual time each: 7 s on the debug kernel
+		[ "$p" = vhost_iommu_edu ] && t=120
 		printf '%-18s %-4s seq /tests/%s\n' "$p" "$t" "$p"
 	done
 	# The benchmark as a smoke test: every path, a few requests, no timing
@@ -212,11 +216,14 @@ awk '{ printf "%s %s %s", $1, $2, $3
 echo "$SHELL_MODE" > "$R/etc/shell_mode"
 cp "$SELF_DIR/vm_init.sh" "$R/init"; chmod +x "$R/init"
 # The inner guest that vhost_iommu_guest (and the demo) boot under KVM: the
-# same Image and a busybox initramfs, under /guest.
+# same Image and a busybox initramfs with vhost_iommu_edu, under /guest.
 if awk '{ print $1 }' "$SEL" | grep -qxE 'vhost_iommu_guest|vhost-iommu-vmm'; then
 	G=$RUN/guest; base_root "$G"
 	for a in dd md5sum reboot; do ln -sf busybox "$G/bin/$a"; done
 	cp "$SELF_DIR/guest_init.sh" "$G/init"; chmod +x "$G/init"
+	# The edu DMA test, for a guest with an assigned edu ("guest.edu=ARGS")
+	cp "$RUN/tests/vhost_iommu/vhost_iommu_edu" "$G/bin/" ||
+		die "vhost_iommu_edu was not built (the inner guest runs it)"
 	mkdir -p "$R/guest"
 	mkinitramfs "$G" > "$R/guest/initrd.gz"
 	cp "$RUN/kernel/Image" "$R/guest/Image"
