@@ -34,9 +34,11 @@ def main():
     report = []
 
     def section(begin, end, nth=0):
+        # The whole name: "VMTEST-BEGIN iommufd" is not iommufd_fail_nth's
         out, inside = [], False
         for line in log:
-            if line.startswith(begin):
+            if line.startswith(begin) and \
+               not re.match(r'\w', line[len(begin):len(begin) + 1]):
                 inside = nth == 0
                 nth -= 1
                 out = []
