@@ -467,7 +467,7 @@ static enum inval_mode inval_mode(const char *arg)
 		[INVAL_NONE] = "none",
 	};
 
-	for (unsigned int i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+	for (unsigned int i = 0; i < ARRAY_SIZE(names); i++)
 		if (!strcmp(arg, names[i]))
 			return i;
 	die("-I %s: kernel, vmm, requestq, drop or none", arg);

@@ -25,7 +25,7 @@
 #include "vmm.h"
 
 /* The STE fields a guest may set (virtio spec, ATTACH_TABLE ARM_SMMU3) */
-#define STE0_V			(1ULL << 0)
+#define STE0_V			BIT_ULL(0)
 #define STE0_CFG_SHIFT		1
 #define STE0_CFG_MASK		0x7ULL
 #define STE0_CFG_ABORT		0x0
@@ -40,7 +40,7 @@
 #define STE1_S1CIR		(0x3ULL << 2)
 #define STE1_S1COR		(0x3ULL << 4)
 #define STE1_S1CSH		(0x3ULL << 6)
-#define STE1_S1STALLD		(1ULL << 27)
+#define STE1_S1STALLD		BIT_ULL(27)
 #define STE1_EATS		(0x3ULL << 28)
 #define STE1_ALLOWED		(STE1_S1DSS | STE1_S1CIR | STE1_S1COR |	\
 				 STE1_S1CSH | STE1_S1STALLD | STE1_EATS)
@@ -55,15 +55,15 @@
  * substreams), PRI, ATS, HTTU stay 0; COHACC and S1P are set, as the
  * kernel's documentation tells a VMM to assume.
  */
-#define IDR0_S1P		(1U << 1)
+#define IDR0_S1P		BIT(1)
 #define IDR0_TTF		(3U << 2)
-#define IDR0_COHACC		(1U << 4)
-#define IDR0_ASID16		(1U << 12)
+#define IDR0_COHACC		BIT(4)
+#define IDR0_ASID16		BIT(12)
 #define IDR0_TTENDIAN		(3U << 21)
-#define IDR0_STALL_NONE		(1U << 24)
-#define IDR0_TERM_MODEL		(1U << 26)
+#define IDR0_STALL_NONE		BIT(24)
+#define IDR0_TERM_MODEL		BIT(26)
 #define IDR3_BBML		(3U << 11)
-#define IDR3_RIL		(1U << 14)
+#define IDR3_RIL		BIT(14)
 #define IDR5_OAS		(7U << 0)
 #define IDR5_GRAN		(7U << 4)
 
@@ -172,7 +172,9 @@ void nest_destroy(struct nest *n)
 	destroy(n->iommufd, n->viommu_id);
 	destroy(n->iommufd, n->s2_hwpt_id);
 	destroy(n->iommufd, n->ioas_id);
-	n->viommu_id = n->s2_hwpt_id = n->ioas_id = 0;
+	n->viommu_id = 0;
+	n->s2_hwpt_id = 0;
+	n->ioas_id = 0;
 }
 
 int nest_add_ep(struct nest *n, struct nest_ep *ep)
@@ -208,7 +210,9 @@ void nest_remove_ep(struct nest *n, struct nest_ep *ep)
 	destroy(n->iommufd, ep->table_hwpt_id);
 	destroy(n->iommufd, ep->abort_hwpt_id);
 	destroy(n->iommufd, ep->vdevice_id);
-	ep->table_hwpt_id = ep->abort_hwpt_id = ep->vdevice_id = 0;
+	ep->table_hwpt_id = 0;
+	ep->abort_hwpt_id = 0;
+	ep->vdevice_id = 0;
 }
 
 uint8_t nest_check_ste(struct vm *vm, const uint64_t ste[2])

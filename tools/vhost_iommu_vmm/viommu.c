@@ -1492,10 +1492,9 @@ static void nest_create(struct viommu *vi)
 	return;
 
 err_eps:
-	do
-		if (vi->eps[i].pdev)
-			nest_remove_ep(&vi->nest, &vi->eps[i].nest);
-	while (i--);
+	for (unsigned int k = 0; k <= i && k < vi->nr_eps; k++)
+		if (vi->eps[k].pdev)
+			nest_remove_ep(&vi->nest, &vi->eps[k].nest);
 	nest_destroy(&vi->nest);
 err:
 	vmm_log("table domains: no vIOMMU: F_ATTACH_TABLE not offered");
@@ -1611,17 +1610,24 @@ void viommu_print_stats(struct vm *vm)
 			(unsigned long long)vi->vhost_starts,
 			vi->dev->features & BIT64(VIRTIO_IOMMU_F_INVALQ) ?
 			"offered" : "not offered");
-	if (vi->nest.viommu_id)
-		vmm_log("table domains: %llu vSTEs installed, %llu IOMMU_HWPT_INVALIDATE by the VMM; invalidation queue by %s; served by the VMM: %llu INVALIDATE (%llu failed, %llu dropped)",
+	if (vi->nest.viommu_id) {
+		char inv[160];
+		int n;
+
+		n = snprintf(inv, sizeof(inv), "invalidation queue by %s; ",
+			     !(vi->dev->features & BIT64(VIRTIO_IOMMU_F_INVALQ)) ?
+			     "none (not offered)" :
+			     vi->vm->inval == INVAL_KERNEL ? "/dev/vhost-iommu" :
+			     "the VMM");
+		snprintf(inv + n, sizeof(inv) - n,
+			 "served by the VMM: %llu INVALIDATE (%llu failed, %llu dropped)",
+			 (unsigned long long)vi->nr_invalq,
+			 (unsigned long long)vi->nr_invalq_fail,
+			 (unsigned long long)vi->nr_dropped);
+		vmm_log("table domains: %llu vSTEs installed, %llu IOMMU_HWPT_INVALIDATE; %s",
 			(unsigned long long)vi->nest.attaches,
-			(unsigned long long)vi->nest.invalidations,
-			!(vi->dev->features & BIT64(VIRTIO_IOMMU_F_INVALQ)) ?
-			"none (not offered)" :
-			vi->vm->inval == INVAL_KERNEL ? "/dev/vhost-iommu" :
-			"the VMM",
-			(unsigned long long)vi->nr_invalq,
-			(unsigned long long)vi->nr_invalq_fail,
-			(unsigned long long)vi->nr_dropped);
+			(unsigned long long)vi->nest.invalidations, inv);
+	}
 	for (unsigned int i = 0; i < MAX_DOMAINS; i++)
 		maps += vi->doms[i].nr_maps;
 	vmm_log("mappings: %llu now, at most %llu in a domain; endpoint %u in domain %d",

@@ -28,6 +28,16 @@
 #include <stdnoreturn.h>
 #include <linux/iommufd.h>
 
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+#endif
+#ifndef BIT
+#define BIT(n)			(1U << (n))
+#endif
+#ifndef BIT_ULL
+#define BIT_ULL(n)		(1ULL << (n))
+#endif
+
 #define GIC_DIST_BASE		0x08000000ULL
 #define GIC_DIST_SIZE		0x10000ULL
 #define GIC_REDIST_BASE		0x080a0000ULL

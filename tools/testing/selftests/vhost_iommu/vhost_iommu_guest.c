@@ -597,7 +597,8 @@ static void check_assign(const struct cfg *c, const struct run *r)
 			   find(r, "GUEST-DMESG", "0000:00:02.0: Adding to iommu group"));
 		/* A negative control may run its one test only: pass 0, fail 1 */
 		ksft_test_result(grouped && skipped == 0 &&
-				 (c->edu_fails ? failed == 1 && edu_result(r, b, c->edu_fails) == 0 :
+				 (c->edu_fails ?
+				  failed == 1 && edu_result(r, b, c->edu_fails) == 0 :
 				  pass > 0 && failed == 0),
 				 "%s: boot %u: the assigned edu%s in an IOMMU group; its DMA through vfio and iommufd in the guest: %lld passed, %lld failed, %lld skipped%s%s\n",
 				 c->name, b, c->assign > 1 ? "s each" : "",
