@@ -360,6 +360,16 @@ static double dd_secs(const struct run *r, unsigned int boot)
 	return strtod(e + 4, NULL) - strtod(s + 6, NULL);
 }
 
+/* Every run: the VMM exits cleanly, the guest powers off, no splat */
+static void check_exit(const struct cfg *c, const struct run *r)
+{
+	ksft_test_result(r->status == 0 &&
+			 find(r, "vmm: guest powered off", NULL) &&
+			 !guest_splat(r),
+			 "%s: VMM exit %d, guest powered off, no splat (%.1f s)\n",
+			 c->name, r->status, r->secs);
+}
+
 static void check_run(const struct cfg *c, const struct run *r)
 {
 	long long total = 0, posted, returned, fail, maps, unmaps, attach;
@@ -369,11 +379,7 @@ static void check_run(const struct cfg *c, const struct run *r)
 	bool types_ok = true;
 	char needle[64];
 
-	ksft_test_result(r->status == 0 &&
-			 find(r, "vmm: guest powered off", NULL) &&
-			 !guest_splat(r),
-			 "%s: VMM exit %d, guest powered off, no splat (%.1f s)\n",
-			 c->name, r->status, r->secs);
+	check_exit(c, r);
 
 	for (unsigned int b = 1; b <= c->boots; b++) {
 		unsigned int skipped[3] = { 0 }, skip = 0, produced;
@@ -578,11 +584,7 @@ static void check_assign(const struct cfg *c, const struct run *r)
 	long long entries, batches;
 	char needle[64];
 
-	ksft_test_result(r->status == 0 &&
-			 find(r, "vmm: guest powered off", NULL) &&
-			 !guest_splat(r),
-			 "%s: VMM exit %d, guest powered off, no splat (%.1f s)\n",
-			 c->name, r->status, r->secs);
+	check_exit(c, r);
 	for (unsigned int b = 1; b <= c->boots; b++) {
 		long long pass, failed, skipped;
 		bool grouped;
