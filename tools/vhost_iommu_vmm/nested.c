@@ -351,6 +351,10 @@ uint8_t nest_status(int err)
 		return VIRTIO_IOMMU_S_NOENT;
 	case -ENOMEM:
 		return VIRTIO_IOMMU_S_NOMEM;
+	case -EADDRINUSE:	/* IOMMU_IOAS_MAP over a mapping */
+	case -EEXIST:
+	case -ERANGE:
+		return VIRTIO_IOMMU_S_RANGE;
 	default:
 		return VIRTIO_IOMMU_S_DEVERR;
 	}

@@ -269,20 +269,6 @@ static void count_ioas(struct viommu *vi, struct domain *dom, bool map,
 	}
 }
 
-static uint8_t errno_status(int err)
-{
-	switch (err) {
-	case ENOMEM:
-		return VIRTIO_IOMMU_S_NOMEM;
-	case EADDRINUSE:
-	case ERANGE:
-	case EEXIST:
-		return VIRTIO_IOMMU_S_RANGE;
-	default:
-		return VIRTIO_IOMMU_S_DEVERR;
-	}
-}
-
 /*
  * Map @m into the domain's IOAS, at its IOVA, the VMM's address of the
  * guest memory (do_map() checked that it is RAM). Return 0 or -errno.
@@ -475,7 +461,7 @@ static uint8_t do_attach(struct viommu *vi, const uint8_t *buf)
 	if (ep->pdev) {
 		ret = endpoint_join_ioas(vi, ep, dom);
 		if (ret)
-			return errno_status(-ret);
+			return nest_status(ret);
 		dom->nr_pdevs++;
 	}
 	/* Attaching to another domain detaches from the current one */
@@ -544,7 +530,7 @@ static uint8_t do_map(struct viommu *vi, const uint8_t *buf)
 	};
 	ret = ioas_map(vi, dom, m);
 	if (ret)
-		return errno_status(-ret);
+		return nest_status(ret);
 	dom->nr_maps++;
 	if (dom->nr_maps > vi->maps_max)
 		vi->maps_max = dom->nr_maps;

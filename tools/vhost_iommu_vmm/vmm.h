@@ -295,7 +295,7 @@ int nest_invalidate(struct nest *n, const void *req,
 		    const struct nest_ep *const *eps, unsigned int nr_eps);
 /* The PROBE property VIRTIO_IOMMU_PROBE_T_HW_ARM_SMMU3; its size */
 size_t nest_probe_prop(const struct nest *n, void *buf);
-/* The virtio status of an iommufd error */
+/* The virtio status of an iommufd or VFIO error (-errno) */
 uint8_t nest_status(int err);
 
 /* rng.c */
