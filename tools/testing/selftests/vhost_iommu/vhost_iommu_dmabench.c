@@ -11,7 +11,7 @@
  * Every pass prints two marker lines, which the host side reads as they come
  * to snapshot its own counters around the pass:
  *
- *   BENCH-MARK begin pass=N kind=time|count|control strict=0|1 size=BYTES trans=NS
+ *   BENCH-MARK begin pass=N kind=time|count|control|profile strict=0|1 size=BYTES trans=NS
  *   BENCH-MARK end pass=N unmaps=U secs=S map_100ns=M unmap_100ns=U2
  *
  * and sleeps a second after the first and before the second, so that the
@@ -23,7 +23,8 @@
  *   TRANS_NS transfer in each cycle (dma_map_benchmark's dma_trans_ns: a
  *   delay between map and unmap standing for the device's DMA), then the
  *   same lazy (DMA-FQ, switched while bound); with "count", a control and a
- *   count pass at the first size, strict then lazy.
+ *   count pass at the first size, strict then lazy, and a profile pass
+ *   (strict) for the host's function profiler.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -182,6 +183,8 @@ int main(int argc, char **argv)
 			run_pass(fd, ++nr, "control", strict, sizes[0], 0, secs);
 			run_pass(fd, ++nr, "count", strict, sizes[0], 0, secs);
 		}
+		if (count && strict)
+			run_pass(fd, ++nr, "profile", strict, sizes[0], 0, secs);
 	}
 	printf("BENCH-DONE passes=%d\n", nr);
 	return 0;

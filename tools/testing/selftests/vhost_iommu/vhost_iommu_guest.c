@@ -886,6 +886,8 @@ struct bench_pass {
 
 static struct {
 	bool active;
+	bool prof;		/* the function profiler is set up */
+	const char *mode;
 	struct bench_pass *passes;	/* of the run going on */
 	int cur;
 	bool cnt_ok[NR_CNT];
@@ -1032,6 +1034,26 @@ static void bench_snap(struct snap *s)
 	s->t = ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Where a pass's time went on this side, per unmap */
+static void bench_profile(const struct bench_pass *p)
+{
+	static struct vi_prof_ent ent[256];
+	int n;
+
+	if (!bench.prof || p->unmaps <= 0)
+		return;
+	n = vi_prof_collect(ent, ARRAY_SIZE(ent));
+	ksft_print_msg("%s, %s 4K: host functions, us per unmap (inclusive), calls per unmap:\n",
+		       bench.mode, p->strict ? "strict" : "lazy");
+	for (int i = 0; i < n && i < 16; i++) {
+		ksft_print_msg("  %-36s %9.2f us %8.3f calls\n", ent[i].name,
+			       ent[i].us / p->unmaps, (double)ent[i].hits / p->unmaps);
+		printf("BENCH-PROFILE mode=%s func=%s us_per_unmap=%.3f calls_per_unmap=%.4f\n",
+		       bench.mode, ent[i].name, ent[i].us / p->unmaps,
+		       (double)ent[i].hits / p->unmaps);
+	}
+}
+
 /* A line of the VMM's output as it comes: the guest's markers */
 static void bench_line(const char *line)
 {
@@ -1052,15 +1074,21 @@ static void bench_line(const char *line)
 		if (sscanf(m, "begin pass=%*d kind=%7s strict=%d size=%u trans=%u",
 			   p->kind, &p->strict, &p->size, &p->trans) != 4)
 			return;
-		if (strcmp(p->kind, "time"))
+		if (!strcmp(p->kind, "count") || !strcmp(p->kind, "control"))
 			bench_trace_on(true);
 		bench_snap(&p->s0);
+		if (!strcmp(p->kind, "profile"))
+			vi_prof_enable(true);
 	} else if (!strncmp(m, "end ", 4) && p->kind[0]) {
+		if (!strcmp(p->kind, "profile"))
+			vi_prof_enable(false);
 		bench_snap(&p->s1);
-		if (strcmp(p->kind, "time"))
+		if (!strcmp(p->kind, "count") || !strcmp(p->kind, "control"))
 			bench_trace_on(false);
 		p->done = sscanf(m, "end pass=%*d unmaps=%lld secs=%lf",
 				 &p->unmaps, &p->secs) == 2;
+		if (p->done && !strcmp(p->kind, "profile"))
+			bench_profile(p);
 	}
 }
 
@@ -1210,6 +1238,7 @@ static void bench_run_one(const char *vmm, size_t m, unsigned int round,
 	snprintf(arg, sizeof(arg), "%u:%s:%s%s", secs, BENCH_SIZES,
 		 BENCH_TRANS_NS, round ? "" : ":count");
 	bench.passes = bench_res[round][m];
+	bench.mode = bench_modes[m].name;
 	bench.active = true;
 	run_cfg(&c, vmm, &r);
 	bench.active = false;
@@ -1233,6 +1262,7 @@ static void bench_main(const char *vmm, unsigned int rounds, unsigned int secs)
 	}
 	ksft_set_plan(rounds * NR_BENCH_MODES);
 	bench_trace_setup();
+	bench.prof = vi_prof_setup();
 	for (unsigned int r = 0; r < rounds; r++)
 		for (size_t m = 0; m < NR_BENCH_MODES; m++)
 			bench_run_one(vmm, m, r, secs);
