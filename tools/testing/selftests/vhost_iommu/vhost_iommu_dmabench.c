@@ -39,6 +39,8 @@
 #include <sys/mount.h>
 #include <linux/map_benchmark.h>
 
+#include "vhost_iommu_utils.h"
+
 #define TRACING		"/sys/kernel/tracing"
 #define DEBUGFS		"/sys/kernel/debug"
 #define PCI_DEVS	"/sys/bus/pci/devices"
@@ -67,28 +69,6 @@ static void write_file(const char *path, const char *val)
 	if (n != (ssize_t)strlen(val))
 		die("write %s to %s: %s", val, path, strerror(errno));
 	close(fd);
-}
-
-/* Events written to the guest's trace buffers: entries plus overruns */
-static unsigned long long trace_events(void)
-{
-	unsigned long long total = 0, v;
-	char path[128], line[128];
-
-	for (int cpu = 0;; cpu++) {
-		FILE *f;
-
-		snprintf(path, sizeof(path), TRACING "/per_cpu/cpu%d/stats", cpu);
-		f = fopen(path, "r");
-		if (!f)
-			break;
-		while (fgets(line, sizeof(line), f))
-			if (sscanf(line, "entries: %llu", &v) == 1 ||
-			    sscanf(line, "overrun: %llu", &v) == 1)
-				total += v;
-		fclose(f);
-	}
-	return total;
 }
 
 static double now(void)
@@ -126,20 +106,20 @@ static void run_pass(int fd, int nr, const char *kind, int strict,
 		.dma_dir = DMA_MAP_BIDIRECTIONAL, .granule = size / PAGE_SZ,
 		.map_mode = DMA_MAP_BENCH_SINGLE_MODE, .dma_trans_ns = trans,
 	};
-	unsigned long long ev;
+	long long ev;
 	double t;
 
 	printf("BENCH-MARK begin pass=%d kind=%s strict=%d size=%u trans=%u\n",
 	       nr, kind, strict, size, trans);
 	sleep(1);
-	ev = trace_events();
+	ev = vi_trace_events(TRACING);
 	t = now();
 	if (strcmp(kind, "control") && ioctl(fd, DMA_MAP_BENCHMARK, &b))
 		die("DMA_MAP_BENCHMARK: %s", strerror(errno));
 	t = now() - t;
-	ev = trace_events() - ev;
+	ev = vi_trace_events(TRACING) - ev;
 	sleep(1);
-	printf("BENCH-MARK end pass=%d unmaps=%llu secs=%.3f map_100ns=%llu unmap_100ns=%llu\n",
+	printf("BENCH-MARK end pass=%d unmaps=%lld secs=%.3f map_100ns=%llu unmap_100ns=%llu\n",
 	       nr, ev, t, (unsigned long long)b.avg_map_100ns,
 	       (unsigned long long)b.avg_unmap_100ns);
 }

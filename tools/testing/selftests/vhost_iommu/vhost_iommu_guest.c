@@ -950,28 +950,13 @@ static void bench_trace_on(bool on)
 	}
 }
 
-/* Events an instance's buffers took: entries plus those overwritten */
 static long long bench_events(int c)
 {
-	long long total = 0, v;
-	char path[512], line[128];
+	char dir[512];
 
-	for (int cpu = 0;; cpu++) {
-		char file[32];
-		FILE *f;
-
-		snprintf(file, sizeof(file), "per_cpu/cpu%d/stats", cpu);
-		bench_instance_path(path, sizeof(path), c, file);
-		f = fopen(path, "r");
-		if (!f)
-			break;
-		while (fgets(line, sizeof(line), f))
-			if (sscanf(line, "entries: %lld", &v) == 1 ||
-			    sscanf(line, "overrun: %lld", &v) == 1)
-				total += v;
-		fclose(f);
-	}
-	return total;
+	snprintf(dir, sizeof(dir), "%s/instances/vib-%s", tracefs,
+		 bench_cnt[c].name);
+	return vi_trace_events(dir);
 }
 
 /* utime + stime of each thread of the VMM, by role */

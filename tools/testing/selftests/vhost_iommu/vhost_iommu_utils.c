@@ -1002,3 +1002,24 @@ int vi_prof_collect(struct vi_prof_ent *ent, int max)
 	qsort(ent, n, sizeof(*ent), cmp_prof);
 	return n;
 }
+
+long long vi_trace_events(const char *dir)
+{
+	long long total = 0, v;
+	char path[512], line[128];
+
+	for (int cpu = 0;; cpu++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/per_cpu/cpu%d/stats", dir, cpu);
+		f = fopen(path, "r");
+		if (!f)
+			break;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "entries: %lld", &v) == 1 ||
+			    sscanf(line, "overrun: %lld", &v) == 1)
+				total += v;
+		fclose(f);
+	}
+	return total;
+}

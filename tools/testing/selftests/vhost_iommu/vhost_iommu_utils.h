@@ -264,4 +264,10 @@ void vi_prof_enable(bool on);
 /* Sum the per-CPU figures, most time first; return the number of functions */
 int vi_prof_collect(struct vi_prof_ent *ent, int max);
 
+/*
+ * Events the trace buffers of tracefs directory @dir (tracefs or one of its
+ * instances) took: entries plus those overwritten
+ */
+long long vi_trace_events(const char *dir);
+
 #endif
