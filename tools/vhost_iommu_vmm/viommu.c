@@ -1286,9 +1286,9 @@ static void viommu_notify(struct vdev *d, unsigned int q)
  * F_ATTACH_TABLE when the assigned devices have a vIOMMU (not with -I
  * none); F_INVALQ, which requires it, when its queue has a server: the
  * kernel (-I kernel, if /dev/vhost-iommu has the feature) or this program
- * (-I vmm, drop). Not F_PAGE_REQUEST: no fault queue is bound. Transport
- * features (EVENT_IDX, INDIRECT_DESC) would apply to the queues served
- * here too: not offered.
+ * (-I vmm, vcpu, drop). Not F_PAGE_REQUEST: no fault queue is bound.
+ * Transport features (EVENT_IDX, INDIRECT_DESC) would apply to the queues
+ * served here too: not offered.
  */
 static uint64_t offered_features(const struct viommu *vi)
 {
@@ -1298,7 +1298,8 @@ static uint64_t offered_features(const struct viommu *vi)
 		return f;
 	f |= TABLE_FEATURES;
 	if (vi->vm->inval == INVAL_VMM || vi->vm->inval == INVAL_DROP ||
-	    vi->vm->inval == INVAL_VCPU || (vi->vm->inval == INVAL_KERNEL && vi->vhost_fd >= 0 &&
+	    vi->vm->inval == INVAL_VCPU ||
+	    (vi->vm->inval == INVAL_KERNEL && vi->vhost_fd >= 0 &&
 	     (vi->vhost_features & BIT64(VIRTIO_IOMMU_F_INVALQ))))
 		f |= BIT64(VIRTIO_IOMMU_F_INVALQ);
 	return f;
