@@ -26,6 +26,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
@@ -811,7 +812,7 @@ static unsigned int assign_tests(const struct cfg *c)
 #define BENCH_MAX_PASSES	16
 #define BENCH_MAX_ROUNDS	9
 #define BENCH_SIZES		"4096,65536,2097152"
-#define BENCH_POLL_US		"50"
+#define BENCH_POLL_US		"200"
 /* A transfer in each cycle: dma_map_benchmark's delay (ns) */
 #define BENCH_TRANS_NS		"20000"
 
@@ -909,10 +910,14 @@ static void bench_trace_setup(void)
 	trace_start();
 	if (!tracefs)
 		return;
-	/* arm_smmu_cmdq_issue_cmdlist(smmu, cmdq, cmds, n, sync) */
+	/*
+	 * __arm_smmu_cmdq_issue_cmdlist(smmu, cmdq, cmds, n, sync): every
+	 * command list the SMMUv3 driver issues (its callers inline the
+	 * wrapper), with a CMD_SYNC when sync
+	 */
 	snprintf(path, sizeof(path), "%s/kprobe_events", tracefs);
 	vi_write_file(path, "-:vib/cmdq_sync");
-	vi_write_file(path, "p:vib/cmdq_sync arm_smmu_cmdq_issue_cmdlist sync=$arg5:u8");
+	vi_write_file(path, "p:vib/cmdq_sync __arm_smmu_cmdq_issue_cmdlist sync=$arg5:u8");
 	for (int c = 0; c < NR_CNT; c++) {
 		snprintf(path, sizeof(path), "%s/instances/vib-%s", tracefs,
 			 bench_cnt[c].name);
@@ -1039,6 +1044,42 @@ static void bench_profile(const struct bench_pass *p)
 	}
 }
 
+/*
+ * As an operator pins a VM for latency (libvirt's vcpupin, emulatorpin):
+ * the vCPU thread on CPU 0, every other thread of the VMM (its request
+ * queue thread, the vhost worker) on CPU 1, in every mode alike. Unpinned,
+ * the scheduler wakes the server on the kicking vCPU's CPU, where it
+ * preempts the guest it serves.
+ */
+static void bench_pin(void)
+{
+	char path[64];
+	struct dirent *d;
+	int others = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", running_vmm);
+	dir = opendir(path);
+	if (!dir)
+		return;
+	while ((d = readdir(dir))) {
+		pid_t tid = atoi(d->d_name);
+		cpu_set_t set;
+
+		if (tid <= 0)
+			continue;
+		CPU_ZERO(&set);
+		CPU_SET(tid == running_vmm ? 0 : 1, &set);
+		if (sched_setaffinity(tid, sizeof(set), &set))
+			ksft_print_msg("bench: pinning thread %d: %s\n", tid,
+				       strerror(errno));
+		others += tid != running_vmm;
+	}
+	closedir(dir);
+	ksft_print_msg("bench: %s: the vCPU thread on CPU 0, %d other threads on CPU 1\n",
+		       bench.mode, others);
+}
+
 /* A line of the VMM's output as it comes: the guest's markers */
 static void bench_line(const char *line)
 {
@@ -1054,6 +1095,8 @@ static void bench_line(const char *line)
 	    nr > BENCH_MAX_PASSES)
 		return;
 	p = &bench.passes[nr - 1];
+	if (nr == 1 && !strncmp(m, "begin ", 6))
+		bench_pin();
 	if (!strncmp(m, "begin ", 6)) {
 		memset(p, 0, sizeof(*p));
 		if (sscanf(m, "begin pass=%*d kind=%7s strict=%d size=%u trans=%u",

@@ -899,6 +899,7 @@ static const char * const prof_funcs[] = {
 	"iommufd_viommu_invalidate*", "iommufd_hwpt_invalidate", "iommufd_fops_ioctl",
 	"iommufd_ioas_map", "iommufd_ioas_unmap", "iopt_map_user_pages", "iopt_unmap_iova",
 	"mock_viommu_cache_invalidate*", "arm_smmu_*invalidate*", "arm_smmu_cmdq_issue_cmdlist",
+	"__arm_smmu_cmdq_issue_cmdlist", "arm_smmu_cmdq_batch_submit", "arm_vsmmu_*",
 	"arm_smmu_cmdq_poll_until_sync", "arm_smmu_tlb_inv_range*",
 	"eventfd_signal_mask", "eventfd_write", "eventfd_read", "ioeventfd_write",
 	"kvm_io_bus_write", "io_mem_abort", "kvm_arch_vcpu_ioctl_run",
