@@ -24,6 +24,9 @@
  * Expects /dev/kvm, /guest/Image, /guest/initrd.gz and the VMM next to this
  * program (vmtest.sh packs them).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* sched_setaffinity() */
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <sched.h>
