@@ -511,10 +511,10 @@ static void usage(const char *prog)
 	       "              without invalidating), none (no F_ATTACH_TABLE:\n"
 	       "              MAP/UNMAP only)\n"
 	       "  -P, --busy-poll=USECS\n"
-	       "              with -I kernel: the vhost worker watches an emptied\n"
-	       "              invalidation queue for USECS microseconds (as\n"
-	       "              vhost-net's, in units of 1024 ns)\n"
-	       "              before it waits for a notification\n"
+	       "              with -I kernel or vmm: the server of the invalidation\n"
+	       "              queues (the vhost worker, or the VMM's thread) watches\n"
+	       "              them for USECS microseconds once emptied, their\n"
+	       "              notifications off, before it sleeps\n"
 	       "  -v          log every request of the request queue\n"
 	       "  -t SECS     log the vCPU's progress every SECS seconds\n", prog,
 	       DEFAULT_CMDLINE, MAX_ASSIGNED);

@@ -1570,6 +1570,54 @@ static void drain(int fd)
 	eventfd_read(fd, &v);
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000ULL + t.tv_nsec / 1000;
+}
+
+/*
+ * --busy-poll with -I vmm: once it served them, the thread watches the
+ * invalidation queues for up to the timeout since the last request, their
+ * notifications off, as QEMU's iothreads poll their virtqueues. The lock is
+ * taken for each look, so the vCPU's exits are not held up.
+ */
+static void poll_invalqs(struct viommu *vi)
+{
+	unsigned int nr_vqs = vi->dev->nr_vqs, i;
+	uint64_t last = now_us();
+	bool found;
+
+	pthread_mutex_lock(&vi->lock);
+	for (i = VQ_FAST + 1; i < nr_vqs; i++)
+		vq_set_notify(&gpa_dma, &vi->dev->vqs[i], false);
+	pthread_mutex_unlock(&vi->lock);
+	do {
+		found = false;
+		pthread_mutex_lock(&vi->lock);
+		for (i = VQ_FAST + 1; i < nr_vqs && vi->started && !vi->quit; i++) {
+			if (!vq_has_avail(&gpa_dma, &vi->dev->vqs[i]))
+				continue;
+			serve_invalq(vi, i);
+			found = true;
+		}
+		if (vi->quit || !vi->started)
+			last = 0;
+		pthread_mutex_unlock(&vi->lock);
+		if (found)
+			last = now_us();
+	} while (now_us() - last < vi->vm->busy_poll_us);
+	/* Notifications on; what came meanwhile is served */
+	pthread_mutex_lock(&vi->lock);
+	for (i = VQ_FAST + 1; i < nr_vqs; i++)
+		vq_set_notify(&gpa_dma, &vi->dev->vqs[i], true);
+	for (i = VQ_FAST + 1; i < nr_vqs && vi->started && !vi->quit; i++)
+		serve_invalq(vi, i);
+	pthread_mutex_unlock(&vi->lock);
+}
+
 /*
  * The requestq and eventq notifications, and the error eventfds of the
  * queues the kernel serves, or with -I vmm and drop the notifications of
@@ -1617,6 +1665,8 @@ static void *viommu_thread(void *arg)
 			flush_faults(vi);
 		}
 		pthread_mutex_unlock(&vi->lock);
+		if (own && vi->vm->busy_poll_us)
+			poll_invalqs(vi);
 	}
 }
 

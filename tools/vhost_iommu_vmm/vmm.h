@@ -198,7 +198,10 @@ struct vm {
 		INVAL_DROP,	/* negative control: answered, not carried out */
 		INVAL_NONE,	/* no F_ATTACH_TABLE: MAP/UNMAP only */
 	} inval;
-	/* --busy-poll: the vhost worker watches an invalidation queue (us) */
+	/*
+	 * --busy-poll: how long the server of the invalidation queues (the
+	 * vhost worker, or this program's thread) watches them when emptied (us)
+	 */
 	unsigned int busy_poll_us;
 	uint32_t uart_imsc;
 	bool uart_line;
@@ -227,6 +230,8 @@ int vq_pop(const struct dma_ops *dma, struct vq *q, struct chain *c);
 int vq_push(const struct dma_ops *dma, struct vq *q, uint16_t head,
 	    uint32_t len);
 bool vq_wants_irq(const struct dma_ops *dma, struct vq *q);
+bool vq_has_avail(const struct dma_ops *dma, struct vq *q);
+void vq_set_notify(const struct dma_ops *dma, struct vq *q, bool on);
 
 /* viommu.c */
 void viommu_create(struct vm *vm);
