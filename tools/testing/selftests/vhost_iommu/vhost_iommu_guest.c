@@ -1146,14 +1146,32 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Median, min and max of pass @i of mode @m over @rounds rounds */
-static double bench_median(unsigned int rounds, size_t m, int i, double *lo,
-			   double *hi)
+/* The pass of round @r and mode @m measured as @like (rounds differ) */
+static const struct bench_pass *bench_find(unsigned int r, size_t m,
+					   const struct bench_pass *like)
+{
+	for (int i = 0; i < BENCH_MAX_PASSES; i++) {
+		const struct bench_pass *p = &bench_res[r][m][i];
+
+		if (p->done && !strcmp(p->kind, like->kind) &&
+		    p->strict == like->strict && p->size == like->size &&
+		    p->trans == like->trans)
+			return p;
+	}
+	return NULL;
+}
+
+/* Median, min and max over @rounds rounds of mode @m's passes as @like */
+static double bench_median(unsigned int rounds, size_t m,
+			   const struct bench_pass *like, double *lo, double *hi)
 {
 	double v[BENCH_MAX_ROUNDS];
 
-	for (unsigned int r = 0; r < rounds; r++)
-		v[r] = bench_rate(&bench_res[r][m][i]);
+	for (unsigned int r = 0; r < rounds; r++) {
+		const struct bench_pass *p = bench_find(r, m, like);
+
+		v[r] = p ? bench_rate(p) : 0;
+	}
 	qsort(v, rounds, sizeof(v[0]), cmp_double);
 	*lo = v[0];
 	*hi = v[rounds - 1];
@@ -1199,7 +1217,7 @@ static void bench_table(unsigned int rounds)
 			 p0[i].trans ? "+xfer" : "");
 		printf("# %-6s %-8s", p0[i].strict ? "strict" : "lazy", size);
 		for (size_t m = 0; m < NR_BENCH_MODES; m++) {
-			med[m] = bench_median(rounds, m, i, &lo, &hi);
+			med[m] = bench_median(rounds, m, &p0[i], &lo, &hi);
 			printf(" %7.0f (%3.0f%%)", med[m],
 			       med[m] ? 100 * (hi - lo) / med[m] : 0);
 		}
@@ -1212,7 +1230,7 @@ static void bench_table(unsigned int rounds)
 		       med[vmm_poll] ? med[vhost_poll] / med[vmm_poll] : 0,
 		       med[stock] ? med[vhost_poll] / med[stock] : 0);
 		for (size_t m = 0; m < NR_BENCH_MODES; m++) {
-			bench_median(rounds, m, i, &lo, &hi);
+			bench_median(rounds, m, &p0[i], &lo, &hi);
 			printf("BENCH-RESULT mode=%s policy=%s size=%u trans_ns=%u rounds=%u",
 			       bench_modes[m].name, p0[i].strict ? "strict" : "lazy",
 			       p0[i].size, p0[i].trans, rounds);
