@@ -331,7 +331,8 @@ static bool vhost_iommu_busy_poll(struct vhost_iommu *v,
 	if (!vq->busyloop_timeout)
 		return false;
 	vhost_iommu_flush(v, q);
-	preempt_disable();
+	/* One CPU's clock; reading the ring may fault, so no preempt_disable() */
+	migrate_disable();
 	endtime = vhost_iommu_busy_clock() + vq->busyloop_timeout;
 	while (!need_resched() && !signal_pending(current) &&
 	       !time_after(vhost_iommu_busy_clock(), endtime) &&
@@ -342,7 +343,7 @@ static bool vhost_iommu_busy_poll(struct vhost_iommu *v,
 		}
 		cpu_relax();
 	}
-	preempt_enable();
+	migrate_enable();
 	return found;
 }
 

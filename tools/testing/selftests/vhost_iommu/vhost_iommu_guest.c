@@ -776,6 +776,11 @@ static const struct cfg assign_cfgs[] = {
 		.vmm_args = { "-I", "vcpu" },
 		.edu = "-t,remap_dma,-t,unmapped_dma,-t,map_2m", .inval = INV_VMM,
 	}, {
+		/* The VMM's thread polling its queue, notifications off */
+		.name = "table-vmm-poll", .boots = 1, .blocks = 4, .assign = 1,
+		.vmm_args = { "-I", "vmm", "-P", "200" },
+		.edu = "-t,remap_dma,-t,unmapped_dma,-t,map_2m", .inval = INV_VMM,
+	}, {
 		/* The kernel's worker busy-polling the queue between kicks */
 		.name = "table-kernel-poll", .boots = 1, .blocks = 4, .assign = 1,
 		.vmm_args = { "-P", "200" },
