@@ -9,7 +9,7 @@
 #   make test      build everything and run the whole suite in the VM
 #   make bench     the inner guest's DMA map+unmap cycles/s on the non-debug
 #                  kernel: table mode served by vhost-iommu against every
-#                  userspace way and the stock MAP/UNMAP (BENCH_ROUNDS=3)
+#                  userspace way and the stock MAP/UNMAP (BENCH_ROUNDS=5)
 #
 # Other targets: toolchain, tree, kernel, bench-kernel, bench-ring (the ring
 # against stand-ins, BENCH_ARGS=-n,2048,-r,9), regen, checkpatch, lint,
@@ -46,7 +46,7 @@ test: toolchain
 	bash $(ST)/vmtest.sh $(T)
 
 BENCH_SECS ?= 2
-BENCH_ROUNDS ?= 3
+BENCH_ROUNDS ?= 5
 bench: toolchain
 	VMTEST_VERBOSE=1 VMTEST_TEST_TIMEOUT=3000 bash $(ST)/vmtest.sh -f bench -T 3300 \
 		vhost_iommu_guest:-B,$(BENCH_SECS),-r,$(BENCH_ROUNDS)
