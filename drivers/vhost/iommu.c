@@ -21,6 +21,8 @@
 #include <linux/file.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/sched/clock.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/uio.h>
@@ -305,6 +307,46 @@ static size_t vhost_iommu_handle_req(struct vhost_iommu *v,
 	return out_len;
 }
 
+static unsigned long vhost_iommu_busy_clock(void)
+{
+	return local_clock() >> 10;
+}
+
+/*
+ * VHOST_SET_VRING_BUSYLOOP_TIMEOUT, as vhost-net: when the ring runs empty,
+ * complete what was popped, then watch the ring for up to the timeout (in
+ * units of 1024 ns) before waiting for a kick. While the worker watches,
+ * the guest is told not to notify: a driver that polls for its completions
+ * then submits an INVALIDATE with no exit at all. The wait ends early for
+ * other work of the worker, a reschedule or a signal. Return whether the
+ * ring has new requests.
+ */
+static bool vhost_iommu_busy_poll(struct vhost_iommu *v,
+				  struct vhost_iommu_invalq *q)
+{
+	struct vhost_virtqueue *vq = &q->vq;
+	unsigned long endtime;
+	bool found = false;
+
+	if (!vq->busyloop_timeout)
+		return false;
+	vhost_iommu_flush(v, q);
+	/* One CPU's clock; reading the ring may fault, so no preempt_disable() */
+	migrate_disable();
+	endtime = vhost_iommu_busy_clock() + vq->busyloop_timeout;
+	while (!need_resched() && !signal_pending(current) &&
+	       !time_after(vhost_iommu_busy_clock(), endtime) &&
+	       !vhost_vq_has_work(vq)) {
+		if (!vhost_vq_avail_empty(&v->dev, vq)) {
+			found = true;
+			break;
+		}
+		cpu_relax();
+	}
+	migrate_enable();
+	return found;
+}
+
 static void vhost_iommu_handle_kick(struct vhost_work *work)
 {
 	struct vhost_virtqueue *vq = container_of(work, struct vhost_virtqueue,
@@ -333,6 +375,8 @@ static void vhost_iommu_handle_kick(struct vhost_work *work)
 			break;
 		/* Nothing new? Wait for eventfd to tell us they refilled */
 		if (head == vq->num) {
+			if (vhost_iommu_busy_poll(v, q))
+				continue;
 			if (unlikely(vhost_enable_notify(&v->dev, vq))) {
 				vhost_disable_notify(&v->dev, vq);
 				continue;

@@ -463,6 +463,7 @@ static enum inval_mode inval_mode(const char *arg)
 {
 	static const char *const names[] = {
 		[INVAL_KERNEL] = "kernel", [INVAL_VMM] = "vmm",
+		[INVAL_VCPU] = "vcpu",
 		[INVAL_REQUESTQ] = "requestq", [INVAL_DROP] = "drop",
 		[INVAL_NONE] = "none",
 	};
@@ -470,7 +471,7 @@ static enum inval_mode inval_mode(const char *arg)
 	for (unsigned int i = 0; i < ARRAY_SIZE(names); i++)
 		if (!strcmp(arg, names[i]))
 			return i;
-	die("-I %s: kernel, vmm, requestq, drop or none", arg);
+	die("-I %s: kernel, vmm, vcpu, requestq, drop or none", arg);
 }
 
 static void usage(const char *prog)
@@ -501,11 +502,19 @@ static void usage(const char *prog)
 	       "              the INVALIDATEs of the assigned devices' table\n"
 	       "              domains: kernel (the invalidation queue, served by\n"
 	       "              /dev/vhost-iommu; the default), vmm (the same queue\n"
-	       "              served by the VMM, one IOMMU_HWPT_INVALIDATE per\n"
-	       "              request), requestq (no F_INVALQ: on the request\n"
-	       "              queue, by the VMM), drop (negative control: the\n"
-	       "              VMM answers them without invalidating), none (no\n"
-	       "              F_ATTACH_TABLE: MAP/UNMAP only)\n"
+	       "              served by a VMM thread woken by an ioeventfd, one\n"
+	       "              IOMMU_HWPT_INVALIDATE per pass over the queue),\n"
+	       "              vcpu (served in the vCPU's exit on the notification,\n"
+	       "              one IOMMU_HWPT_INVALIDATE per request), requestq\n"
+	       "              (no F_INVALQ: on the request queue, by the VMM),\n"
+	       "              drop (negative control: the VMM answers them\n"
+	       "              without invalidating), none (no F_ATTACH_TABLE:\n"
+	       "              MAP/UNMAP only)\n"
+	       "  -P, --busy-poll=USECS\n"
+	       "              with -I kernel or vmm: the server of the invalidation\n"
+	       "              queues (the vhost worker, or the VMM's thread) watches\n"
+	       "              them for USECS microseconds once emptied, their\n"
+	       "              notifications off, before it sleeps\n"
 	       "  -v          log every request of the request queue\n"
 	       "  -t SECS     log the vCPU's progress every SECS seconds\n", prog,
 	       DEFAULT_CMDLINE, MAX_ASSIGNED);
@@ -518,6 +527,7 @@ int main(int argc, char **argv)
 		{ "assign", required_argument, NULL, 'p' },
 		{ "unmap", required_argument, NULL, 'U' },
 		{ "invalidate", required_argument, NULL, 'I' },
+		{ "busy-poll", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ }
 	};
@@ -530,7 +540,7 @@ int main(int argc, char **argv)
 	unsigned int progress = 0;
 	int opt, ret;
 
-	while ((opt = getopt_long(argc, argv, "k:i:a:A:m:b:s:w:W:I:vt:p:U:h",
+	while ((opt = getopt_long(argc, argv, "k:i:a:A:m:b:s:w:W:I:P:vt:p:U:h",
 				  longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'k':
@@ -566,6 +576,9 @@ int main(int argc, char **argv)
 			break;
 		case 'I':
 			vm.inval = inval_mode(optarg);
+			break;
+		case 'P':
+			vm.busy_poll_us = strtoul(optarg, NULL, 0);
 			break;
 		case 'v':
 			verbose = true;

@@ -284,40 +284,62 @@ int nest_block(struct nest *n, struct nest_ep *ep)
  * does): a domain entry for the IOTLB unless the request names only the
  * PASID tables, which are per endpoint, and one endpoint entry per endpoint
  */
-int nest_invalidate(struct nest *n, const void *req,
+bool nest_inval_add(struct nest_batch *b, const void *req,
 		    const struct nest_ep *const *eps, unsigned int nr_eps)
 {
-	struct iommu_viommu_invalidate_virtio e[1 + NEST_MAX_EPS], guest = { 0 };
-	struct iommu_hwpt_invalidate cmd = {
-		.size = sizeof(cmd),
-		.hwpt_id = n->viommu_id,
-		.data_uptr = (uintptr_t)e,
-		.data_type = IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
-		.entry_len = sizeof(e[0]),
-	};
+	struct iommu_viommu_invalidate_virtio guest = { 0 };
 	unsigned int nr = 0;
 
-	if (nr_eps > NEST_MAX_EPS)
-		return -EINVAL;
+	if (nr_eps > NEST_MAX_EPS || b->nr + 1 + nr_eps > NEST_BATCH_ENTRIES)
+		return false;
 	memcpy((uint8_t *)&guest + IOMMU_VIRTIO_INVAL_REQ_OFFSET,
 	       (const uint8_t *)req + sizeof(struct virtio_iommu_req_head),
 	       IOMMU_VIRTIO_INVAL_REQ_LEN);
 	if (guest.caches != IOMMU_VIRTIO_INVAL_C_PASID) {
-		e[nr] = guest;
-		e[nr++].caches &= ~IOMMU_VIRTIO_INVAL_C_PASID;
+		b->e[b->nr + nr] = guest;
+		b->e[b->nr + nr++].caches &= ~IOMMU_VIRTIO_INVAL_C_PASID;
 	}
 	for (unsigned int i = 0; i < nr_eps; i++) {
-		e[nr] = guest;
-		e[nr].flags = IOMMU_VIRTIO_INVAL_HOST_F_VDEV;
-		e[nr++].vdev_id = eps[i]->endpoint;
+		b->e[b->nr + nr] = guest;
+		b->e[b->nr + nr].flags = IOMMU_VIRTIO_INVAL_HOST_F_VDEV;
+		b->e[b->nr + nr++].vdev_id = eps[i]->endpoint;
 	}
-	if (!nr)
+	b->nr += nr;
+	return true;
+}
+
+int nest_inval_submit(struct nest *n, const struct nest_batch *b,
+		      unsigned int from, unsigned int *done)
+{
+	struct iommu_hwpt_invalidate cmd = {
+		.size = sizeof(cmd),
+		.hwpt_id = n->viommu_id,
+		.data_uptr = (uintptr_t)&b->e[from],
+		.data_type = IOMMU_VIOMMU_INVALIDATE_DATA_VIRTIO,
+		.entry_len = sizeof(b->e[0]),
+		.entry_num = b->nr - from,
+	};
+
+	*done = cmd.entry_num;
+	if (!cmd.entry_num)
 		return 0;
-	cmd.entry_num = nr;
 	n->invalidations++;
-	if (ioctl(n->iommufd, IOMMU_HWPT_INVALIDATE, &cmd))
-		return -errno;
-	return 0;
+	if (!ioctl(n->iommufd, IOMMU_HWPT_INVALIDATE, &cmd))
+		return 0;
+	/* The kernel reports how many entries it handled before the error */
+	*done = cmd.entry_num;
+	return -errno;
+}
+
+int nest_invalidate(struct nest *n, const void *req,
+		    const struct nest_ep *const *eps, unsigned int nr_eps)
+{
+	struct nest_batch b = { .nr = 0 };
+	unsigned int done;
+
+	if (!nest_inval_add(&b, req, eps, nr_eps))
+		return -EINVAL;
+	return nest_inval_submit(n, &b, 0, &done);
 }
 
 size_t nest_probe_prop(const struct nest *n, void *buf)

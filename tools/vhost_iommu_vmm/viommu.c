@@ -121,6 +121,22 @@ struct endpoint {
 	struct nest_ep nest;	/* an assigned device on the vIOMMU */
 };
 
+/* The device-readable bytes of a chain, and where its writable part starts */
+struct req_buf {
+	uint8_t req[REQ_MAX];
+	uint32_t req_len, resp_len;
+	unsigned int first_w;
+};
+
+/* A request of an invalidation queue in a batch (-I vmm, drop) */
+struct inval_req {
+	struct chain c;
+	struct req_buf r;
+	bool parsed;
+	uint8_t status;
+	unsigned int first, nr;	/* its entries in the batch */
+};
+
 struct viommu {
 	struct vm *vm;
 	struct vdev *dev;
@@ -157,8 +173,11 @@ struct viommu {
 	uint64_t bytes_read, bytes_written;
 	uint64_t faults_reported, faults_lost, faults_delivered;
 	uint64_t resets, vhost_starts;
-	/* INVALIDATEs of the invalidation queue served here (-I vmm, drop) */
+	/* INVALIDATEs of the invalidation queue served here (-I vmm, vcpu, drop) */
 	uint64_t nr_invalq, nr_invalq_fail, nr_dropped;
+	/* The batch of a pass over an invalidation queue (-I vmm, drop) */
+	struct inval_req inval_reqs[NEST_BATCH_REQS];
+	struct nest_batch inval_batch;
 	/* Requests the guest posted and got back, summed over device resets */
 	uint64_t posted, returned;
 };
@@ -758,29 +777,45 @@ static uint8_t do_attach_table(struct viommu *vi, const uint8_t *buf)
 }
 
 /*
+ * Whether INVALIDATE @buf is to be carried out, and on which endpoints of
+ * its table domain; if not, its status in @status
+ */
+static bool inval_eps(struct viommu *vi, const uint8_t *buf,
+		      const struct nest_ep **eps, unsigned int *nr,
+		      uint8_t *status)
+{
+	const struct virtio_iommu_req_invalidate *req = (const void *)buf;
+	uint32_t id = le32toh(req->domain);
+	struct domain *dom = domain_get(vi, id);
+
+	*nr = 0;
+	*status = VIRTIO_IOMMU_S_OK;
+	if (!dom)
+		*status = VIRTIO_IOMMU_S_NOENT;
+	else if (!dom->table)
+		*status = VIRTIO_IOMMU_S_INVAL;
+	else if (vi->vm->inval == INVAL_DROP)
+		vi->nr_dropped++;
+	else
+		for (unsigned int i = 0; i < vi->nr_eps && *nr < NEST_MAX_EPS; i++)
+			if (vi->eps[i].pdev && vi->eps[i].dom == (int)id)
+				eps[(*nr)++] = &vi->eps[i].nest;
+	return dom && dom->table && vi->vm->inval != INVAL_DROP;
+}
+
+/*
  * INVALIDATE on a table domain: one IOMMU_HWPT_INVALIDATE with the domain
  * entry and an endpoint entry per endpoint. The kernel checks every guest
  * field, as for /dev/vhost-iommu's queues, so both paths answer alike.
  */
 static uint8_t do_invalidate(struct viommu *vi, const uint8_t *buf)
 {
-	const struct virtio_iommu_req_invalidate *req = (const void *)buf;
-	uint32_t id = le32toh(req->domain);
-	struct domain *dom = domain_get(vi, id);
 	const struct nest_ep *eps[NEST_MAX_EPS];
-	unsigned int nr = 0;
+	unsigned int nr;
+	uint8_t status;
 
-	if (!dom)
-		return VIRTIO_IOMMU_S_NOENT;
-	if (!dom->table)
-		return VIRTIO_IOMMU_S_INVAL;
-	if (vi->vm->inval == INVAL_DROP) {
-		vi->nr_dropped++;
-		return VIRTIO_IOMMU_S_OK;
-	}
-	for (unsigned int i = 0; i < vi->nr_eps && nr < NEST_MAX_EPS; i++)
-		if (vi->eps[i].pdev && vi->eps[i].dom == (int)id)
-			eps[nr++] = &vi->eps[i].nest;
+	if (!inval_eps(vi, buf, eps, &nr, &status))
+		return status;
 	return nest_status(nest_invalidate(&vi->nest, buf, eps, nr));
 }
 
@@ -798,7 +833,7 @@ static uint8_t viommu_request(struct viommu *vi, unsigned int q,
 
 	*payload_len = 0;
 	if (q != VQ_REQ) {
-		/* An invalidation queue this program serves (-I vmm, drop) */
+		/* An invalidation queue served in the vCPU's exit (-I vcpu) */
 		status = do_invalidate(vi, req);
 		vi->nr_invalq++;
 		vi->nr_invalq_fail += !!status;
@@ -1032,54 +1067,66 @@ bool viommu_is_mapped(struct vm *vm, uint32_t ep, uint64_t iova)
 /* ---- The request queue ---- */
 
 /*
- * Serve one chain of queue @q: gather, carry out, scatter. Return the used
- * length.
+ * Read the request of chain @c of queue @q into @r; false if it cannot be
+ * parsed (then it is returned unwritten, used length 0)
  */
-static uint32_t serve(struct viommu *vi, unsigned int q, const struct chain *c)
+static bool gather(struct viommu *vi, unsigned int q, const struct chain *c,
+		   struct req_buf *r)
 {
-	uint8_t req[REQ_MAX] = { 0 }, payload[PROBE_SIZE];
-	uint32_t req_len = 0, resp_len = 0, payload_len, off;
-	struct virtio_iommu_req_tail tail = { 0 };
-	unsigned int i, first_w = c->nr;
+	unsigned int i;
 
+	memset(r, 0, sizeof(*r));
+	r->first_w = c->nr;
 	for (i = 0; i < c->nr; i++) {
 		const struct seg *s = &c->segs[i];
 
 		if (s->write) {
-			if (first_w == c->nr)
-				first_w = i;
-			resp_len += s->len;
+			if (r->first_w == c->nr)
+				r->first_w = i;
+			r->resp_len += s->len;
 			continue;
 		}
-		if (first_w != c->nr)
-			return 0;	/* readable after writable */
-		if (req_len < REQ_MAX) {
-			uint32_t n = s->len < REQ_MAX - req_len ? s->len :
-				     REQ_MAX - req_len;
+		if (r->first_w != c->nr)
+			return false;	/* readable after writable */
+		if (r->req_len < REQ_MAX) {
+			uint32_t n = s->len < REQ_MAX - r->req_len ? s->len :
+				     REQ_MAX - r->req_len;
 
-			if (gpa_rw(vi->vm, s->addr, req + req_len, n, false))
-				return 0;
-			req_len += n;
+			if (gpa_rw(vi->vm, s->addr, r->req + r->req_len, n,
+				   false))
+				return false;
+			r->req_len += n;
 		}
 	}
 	/* Unparseable, unknown type or not negotiated: used length 0 */
-	if (req_len < sizeof(struct virtio_iommu_req_head) ||
-	    resp_len < sizeof(tail) || !req_size(vi, q, req[0]) ||
-	    req_len < req_size(vi, q, req[0])) {
-		unsigned int t = req_len && req[0] && req[0] < NR_TYPES ?
-				 req[0] : NR_TYPES;
+	if (r->req_len < sizeof(struct virtio_iommu_req_head) ||
+	    r->resp_len < sizeof(struct virtio_iommu_req_tail) ||
+	    !req_size(vi, q, r->req[0]) ||
+	    r->req_len < req_size(vi, q, r->req[0])) {
+		unsigned int t = r->req_len && r->req[0] &&
+				 r->req[0] < NR_TYPES ? r->req[0] : NR_TYPES;
 
 		vi->nr_req[t]++;
 		vi->nr_fail[t]++;
 		vi->nr_len0++;
-		return 0;
+		return false;
 	}
-	tail.status = viommu_request(vi, q, req, resp_len, payload,
-				     &payload_len);
+	return true;
+}
 
-	/* The payload, then the tail, from the start of the writable part */
-	off = 0;
-	for (i = first_w; i < c->nr && off < payload_len + sizeof(tail); i++) {
+/*
+ * Write the payload, then the tail with @status, from the start of the
+ * writable part of chain @c. Return the used length.
+ */
+static uint32_t scatter(struct viommu *vi, const struct chain *c,
+			const struct req_buf *r, const uint8_t *payload,
+			uint32_t payload_len, uint8_t status)
+{
+	struct virtio_iommu_req_tail tail = { .status = status };
+	uint32_t off = 0;
+
+	for (unsigned int i = r->first_w;
+	     i < c->nr && off < payload_len + sizeof(tail); i++) {
 		const struct seg *s = &c->segs[i];
 
 		for (uint32_t n = 0; n < s->len &&
@@ -1100,7 +1147,24 @@ static uint32_t serve(struct viommu *vi, unsigned int q, const struct chain *c)
 	return payload_len + sizeof(tail);
 }
 
-/* The request queue, or an invalidation queue with -I vmm or drop */
+/*
+ * Serve one chain of queue @q: gather, carry out, scatter. Return the used
+ * length.
+ */
+static uint32_t serve(struct viommu *vi, unsigned int q, const struct chain *c)
+{
+	uint8_t payload[PROBE_SIZE], status;
+	uint32_t payload_len;
+	struct req_buf r;
+
+	if (!gather(vi, q, c, &r))
+		return 0;
+	status = viommu_request(vi, q, r.req, r.resp_len, payload,
+				&payload_len);
+	return scatter(vi, c, &r, payload, payload_len, status);
+}
+
+/* The request queue, or an invalidation queue with -I vcpu */
 static void serve_queue(struct viommu *vi, unsigned int qi)
 {
 	struct vq *q = &vi->dev->vqs[qi];
@@ -1122,15 +1186,109 @@ static void serve_queue(struct viommu *vi, unsigned int qi)
 		vdev_irq(vi->dev);
 }
 
+/*
+ * Hand the entries of batch @b to the kernel, which may stop at an entry:
+ * that entry's request of @reqs takes the error, the entries behind it are
+ * handed again.
+ */
+static void inval_submit(struct viommu *vi, const struct nest_batch *b,
+			 struct inval_req *reqs, unsigned int n)
+{
+	unsigned int from = 0, done, i;
+	int err;
+
+	while (from < b->nr) {
+		err = nest_inval_submit(&vi->nest, b, from, &done);
+		if (!err)
+			return;
+		for (i = 0; i < n; i++)
+			if (reqs[i].nr && reqs[i].first <= from + done &&
+			    from + done < reqs[i].first + reqs[i].nr)
+				break;
+		if (i == n) {
+			vmm_log("IOMMU_HWPT_INVALIDATE: %s past entry %u",
+				strerror(-err), from + done);
+			return;
+		}
+		reqs[i].status = nest_status(err);
+		from = reqs[i].first + reqs[i].nr;
+	}
+}
+
+/*
+ * An invalidation queue served by this program's thread (-I vmm, drop): the
+ * requests of a pass, NEST_BATCH_REQS at most, in one IOMMU_HWPT_INVALIDATE,
+ * each answered with the status of its entries, in ring order. Under the
+ * lock.
+ */
+static void serve_invalq(struct viommu *vi, unsigned int qi)
+{
+	struct inval_req *reqs = vi->inval_reqs;
+	struct nest_batch *b = &vi->inval_batch;
+	struct vq *q = &vi->dev->vqs[qi];
+	const struct nest_ep *eps[NEST_MAX_EPS];
+	bool added = false;
+	unsigned int n, nr;
+	int ret = 1;
+
+	while (ret > 0) {
+		for (n = 0, b->nr = 0; n < NEST_BATCH_REQS && vi->started &&
+		     q->ready && (ret = vq_pop(&gpa_dma, q, &reqs[n].c)) > 0; n++) {
+			struct inval_req *ir = &reqs[n];
+
+			ir->first = b->nr;
+			ir->nr = 0;
+			ir->parsed = gather(vi, qi, &ir->c, &ir->r);
+			if (!ir->parsed)
+				continue;
+			vi->nr_invalq++;
+			/* Room for the most entries a request makes */
+			if (inval_eps(vi, ir->r.req, eps, &nr, &ir->status) &&
+			    nest_inval_add(b, ir->r.req, eps, nr))
+				ir->nr = b->nr - ir->first;
+		}
+		if (ret < 0) {
+			vmm_log("queue %u: bad chain (%d): queue stopped", qi,
+				ret);
+			q->ready = false;
+		}
+		inval_submit(vi, b, reqs, n);
+		for (unsigned int i = 0; i < n; i++) {
+			struct inval_req *ir = &reqs[i];
+
+			vi->nr_invalq_fail += ir->parsed && ir->status;
+			vq_push(&gpa_dma, q, ir->c.head, ir->parsed ?
+				scatter(vi, &ir->c, &ir->r, NULL, 0, ir->status) : 0);
+			added = true;
+		}
+		if (!n)
+			break;
+	}
+	if (added && vq_wants_irq(&gpa_dma, q))
+		vdev_irq(vi->dev);
+}
+
+/*
+ * -I vcpu: an invalidation queue's notification exits to the vCPU, which
+ * serves it right there, one IOMMU_HWPT_INVALIDATE per request
+ */
+static void viommu_notify(struct vdev *d, unsigned int q)
+{
+	struct viommu *vi = d->priv;
+
+	if (vi->started && q > VQ_FAST && vi->vm->inval == INVAL_VCPU)
+		serve_queue(vi, q);
+}
+
 /* ---- /dev/vhost-iommu: the fast-path queues ---- */
 
 /*
  * F_ATTACH_TABLE when the assigned devices have a vIOMMU (not with -I
  * none); F_INVALQ, which requires it, when its queue has a server: the
  * kernel (-I kernel, if /dev/vhost-iommu has the feature) or this program
- * (-I vmm, drop). Not F_PAGE_REQUEST: no fault queue is bound. Transport
- * features (EVENT_IDX, INDIRECT_DESC) would apply to the queues served
- * here too: not offered.
+ * (-I vmm, vcpu, drop). Not F_PAGE_REQUEST: no fault queue is bound.
+ * Transport features (EVENT_IDX, INDIRECT_DESC) would apply to the queues
+ * served here too: not offered.
  */
 static uint64_t offered_features(const struct viommu *vi)
 {
@@ -1140,6 +1298,7 @@ static uint64_t offered_features(const struct viommu *vi)
 		return f;
 	f |= TABLE_FEATURES;
 	if (vi->vm->inval == INVAL_VMM || vi->vm->inval == INVAL_DROP ||
+	    vi->vm->inval == INVAL_VCPU ||
 	    (vi->vm->inval == INVAL_KERNEL && vi->vhost_fd >= 0 &&
 	     (vi->vhost_features & BIT64(VIRTIO_IOMMU_F_INVALQ))))
 		f |= BIT64(VIRTIO_IOMMU_F_INVALQ);
@@ -1228,6 +1387,12 @@ static void vhost_start(struct viommu *vi)
 		    !vhost_try(vi, VHOST_SET_VRING_KICK, &kick, "SET_VRING_KICK") ||
 		    !vhost_try(vi, VHOST_SET_VRING_CALL, &call, "SET_VRING_CALL") ||
 		    !vhost_try(vi, VHOST_SET_VRING_ERR, &err, "SET_VRING_ERR"))
+			return;
+		/* --busy-poll: the invalidation queues only */
+		state.num = i > VQ_FAST ? vm->busy_poll_us : 0;
+		if (state.num &&
+		    !vhost_try(vi, VHOST_SET_VRING_BUSYLOOP_TIMEOUT, &state,
+			       "SET_VRING_BUSYLOOP_TIMEOUT"))
 			return;
 	}
 	vhost_try(vi, VIOMMU_VHOST_SET_RUNNING, &running, "SET_RUNNING");
@@ -1339,7 +1504,9 @@ static void viommu_status(struct vdev *d, uint32_t old, uint32_t status)
 		"fast-path queues by /dev/vhost-iommu" :
 		vi->vm->inval == INVAL_DROP ?
 		"invalidation queue by the VMM, dropping (negative control)" :
-		"invalidation queue by the VMM");
+		vi->vm->inval == INVAL_VCPU ?
+		"invalidation queue by the VMM in the vCPU's exit" :
+		"invalidation queue by the VMM's thread");
 }
 
 static void viommu_cfg_read(struct vdev *d, uint32_t off, void *buf,
@@ -1378,6 +1545,7 @@ static const struct vdev_ops viommu_ops = {
 	.cfg_read = viommu_cfg_read,
 	.features_ok = viommu_features_ok,
 	.status = viommu_status,
+	.notify = viommu_notify,
 };
 
 void viommu_mmio(struct vm *vm, uint64_t off, uint8_t *data, uint32_t len,
@@ -1400,6 +1568,54 @@ static void drain(int fd)
 	eventfd_t v;
 
 	eventfd_read(fd, &v);
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000ULL + t.tv_nsec / 1000;
+}
+
+/*
+ * --busy-poll with -I vmm: once it served them, the thread watches the
+ * invalidation queues for up to the timeout since the last request, their
+ * notifications off, as QEMU's iothreads poll their virtqueues. The lock is
+ * taken for each look, so the vCPU's exits are not held up.
+ */
+static void poll_invalqs(struct viommu *vi)
+{
+	unsigned int nr_vqs = vi->dev->nr_vqs, i;
+	uint64_t last = now_us();
+	bool found;
+
+	pthread_mutex_lock(&vi->lock);
+	for (i = VQ_FAST + 1; i < nr_vqs; i++)
+		vq_set_notify(&gpa_dma, &vi->dev->vqs[i], false);
+	pthread_mutex_unlock(&vi->lock);
+	do {
+		found = false;
+		pthread_mutex_lock(&vi->lock);
+		for (i = VQ_FAST + 1; i < nr_vqs && vi->started && !vi->quit; i++) {
+			if (!vq_has_avail(&gpa_dma, &vi->dev->vqs[i]))
+				continue;
+			serve_invalq(vi, i);
+			found = true;
+		}
+		if (vi->quit || !vi->started)
+			last = 0;
+		pthread_mutex_unlock(&vi->lock);
+		if (found)
+			last = now_us();
+	} while (now_us() - last < vi->vm->busy_poll_us);
+	/* Notifications on; what came meanwhile is served */
+	pthread_mutex_lock(&vi->lock);
+	for (i = VQ_FAST + 1; i < nr_vqs; i++)
+		vq_set_notify(&gpa_dma, &vi->dev->vqs[i], true);
+	for (i = VQ_FAST + 1; i < nr_vqs && vi->started && !vi->quit; i++)
+		serve_invalq(vi, i);
+	pthread_mutex_unlock(&vi->lock);
 }
 
 /*
@@ -1445,10 +1661,12 @@ static void *viommu_thread(void *arg)
 		if (vi->started) {
 			serve_queue(vi, VQ_REQ);
 			for (unsigned int i = VQ_FAST + 1; i < nr_vqs && own; i++)
-				serve_queue(vi, i);
+				serve_invalq(vi, i);
 			flush_faults(vi);
 		}
 		pthread_mutex_unlock(&vi->lock);
+		if (own && vi->vm->busy_poll_us)
+			poll_invalqs(vi);
 	}
 }
 
@@ -1516,7 +1734,10 @@ void viommu_create(struct vm *vm)
 	if (vi->ctl_fd < 0)
 		die("eventfd: %s", strerror(errno));
 
-	/* The queue notifications never exit to the vCPU loop */
+	/*
+	 * The queue notifications never exit to the vCPU loop, but those of
+	 * the invalidation queues with -I vcpu
+	 */
 	for (unsigned int i = 0; i < nr_vqs; i++) {
 		struct kvm_ioeventfd ioev = {
 			.datamatch = i,
@@ -1530,6 +1751,8 @@ void viommu_create(struct vm *vm)
 		if (vi->kick_fd[i] < 0 || vi->err_fd[i] < 0)
 			die("eventfd: %s", strerror(errno));
 		ioev.fd = vi->kick_fd[i];
+		if (i > VQ_FAST && vm->inval == INVAL_VCPU)
+			continue;
 		if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev))
 			die("KVM_IOEVENTFD: %s", strerror(errno));
 	}
@@ -1604,7 +1827,8 @@ void viommu_print_stats(struct vm *vm)
 			     !(vi->dev->features & BIT64(VIRTIO_IOMMU_F_INVALQ)) ?
 			     "none (not offered)" :
 			     vi->vm->inval == INVAL_KERNEL ? "/dev/vhost-iommu" :
-			     "the VMM");
+			     vi->vm->inval == INVAL_VCPU ? "the VMM's vCPU" :
+			     "the VMM's thread");
 		snprintf(inv + n, sizeof(inv) - n,
 			 "served by the VMM: %llu INVALIDATE (%llu failed, %llu dropped)",
 			 (unsigned long long)vi->nr_invalq,

@@ -46,6 +46,7 @@
 #define VRING_DESC_F_WRITE	2
 #define VRING_DESC_F_INDIRECT	4
 #define VRING_AVAIL_F_NO_INTERRUPT 1
+#define VRING_USED_F_NO_NOTIFY	1
 
 void vdev_init(struct vdev *d, struct vm *vm, const char *name, uint64_t base,
 	       unsigned int spi, uint32_t device_id, uint64_t features,
@@ -374,4 +375,26 @@ bool vq_wants_irq(const struct dma_ops *dma, struct vq *q)
 	if (rd(dma, q->avail, &flags, 2))
 		return true;
 	return !(flags & VRING_AVAIL_F_NO_INTERRUPT);
+}
+
+/* Whether the driver made chains of @q available that were not taken */
+bool vq_has_avail(const struct dma_ops *dma, struct vq *q)
+{
+	uint16_t avail_idx;
+
+	if (!q->ready || !q->num || rd(dma, q->avail + 2, &avail_idx, 2))
+		return false;
+	return avail_idx != q->last_avail;
+}
+
+/* Tell the driver whether to notify @q (VRING_USED_F_NO_NOTIFY) */
+void vq_set_notify(const struct dma_ops *dma, struct vq *q, bool on)
+{
+	uint16_t flags = on ? 0 : VRING_USED_F_NO_NOTIFY;
+
+	if (!q->ready || !q->num)
+		return;
+	wr(dma, q->used, &flags, 2);
+	/* The flag before the ring is read again */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }

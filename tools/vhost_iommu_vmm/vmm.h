@@ -192,11 +192,17 @@ struct vm {
 	/* Where the guest's INVALIDATEs of table domains are served (-I) */
 	enum inval_mode {
 		INVAL_KERNEL,	/* invalidation queue, /dev/vhost-iommu */
-		INVAL_VMM,	/* invalidation queue, this program */
+		INVAL_VMM,	/* invalidation queue, this program's thread */
+		INVAL_VCPU,	/* invalidation queue, in the vCPU's exit */
 		INVAL_REQUESTQ,	/* no F_INVALQ: request queue, this program */
 		INVAL_DROP,	/* negative control: answered, not carried out */
 		INVAL_NONE,	/* no F_ATTACH_TABLE: MAP/UNMAP only */
 	} inval;
+	/*
+	 * --busy-poll: how long the server of the invalidation queues (the
+	 * vhost worker, or this program's thread) watches them when emptied (us)
+	 */
+	unsigned int busy_poll_us;
 	uint32_t uart_imsc;
 	bool uart_line;
 	char uart_buf[512];
@@ -224,6 +230,8 @@ int vq_pop(const struct dma_ops *dma, struct vq *q, struct chain *c);
 int vq_push(const struct dma_ops *dma, struct vq *q, uint16_t head,
 	    uint32_t len);
 bool vq_wants_irq(const struct dma_ops *dma, struct vq *q);
+bool vq_has_avail(const struct dma_ops *dma, struct vq *q);
+void vq_set_notify(const struct dma_ops *dma, struct vq *q, bool on);
 
 /* viommu.c */
 void viommu_create(struct vm *vm);
@@ -293,6 +301,27 @@ void nest_drop_table(struct nest *n, struct nest_ep *ep);
  */
 int nest_invalidate(struct nest *n, const void *req,
 		    const struct nest_ep *const *eps, unsigned int nr_eps);
+
+/* The entries of several INVALIDATEs, for one IOMMU_HWPT_INVALIDATE */
+#define NEST_BATCH_REQS		64
+#define NEST_BATCH_ENTRIES	(NEST_BATCH_REQS * (1 + NEST_MAX_EPS))
+struct nest_batch {
+	struct iommu_viommu_invalidate_virtio e[NEST_BATCH_ENTRIES];
+	unsigned int nr;
+};
+
+/*
+ * Add the entries of INVALIDATE @req (as nest_invalidate()) to @b; false
+ * if @b has no room for them
+ */
+bool nest_inval_add(struct nest_batch *b, const void *req,
+		    const struct nest_ep *const *eps, unsigned int nr_eps);
+/*
+ * One IOMMU_HWPT_INVALIDATE of the entries of @b from @from; 0 or -errno,
+ * and in @done how many of them the kernel handled
+ */
+int nest_inval_submit(struct nest *n, const struct nest_batch *b,
+		      unsigned int from, unsigned int *done);
 /* The PROBE property VIRTIO_IOMMU_PROBE_T_HW_ARM_SMMU3; its size */
 size_t nest_probe_prop(const struct nest *n, void *buf);
 /* The virtio status of an iommufd or VFIO error (-errno) */

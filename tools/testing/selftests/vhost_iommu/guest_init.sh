@@ -3,7 +3,8 @@
 # /init of the inner guest that vhost-iommu-vmm boots (busybox). Reads
 # "guest.n" 64-byte blocks from /dev/hwrng (virtio-rng behind the
 # virtio-iommu), prints their md5 and what the kernel said about the IOMMU,
-# runs vhost_iommu_edu when asked ("guest.edu=ARGS"), then reboots until the
+# runs vhost_iommu_edu when asked ("guest.edu=ARGS") and the DMA-mapping
+# benchmark ("guest.bench=..."), then reboots until the
 # last boot ("guest.boots") and powers off.
 
 mount -t proc none /proc
@@ -46,6 +47,15 @@ if tr ' ' '\n' < /proc/cmdline | grep -q '^guest\.edu='; then
 	edu_args=$(arg guest.edu | tr ',' ' ')
 	# shellcheck disable=SC2086
 	{ /bin/vhost_iommu_edu $edu_args 2>&1; echo "rc=$?"; } | sed "s/^/GUEST-EDU boot=$boot /"
+fi
+
+# The DMA-mapping benchmark (vhost_iommu_guest -B): "guest.bench=SECS:SIZES"
+# or "SECS:SIZES:count", dma_map_benchmark on the first assigned device
+if tr ' ' '\n' < /proc/cmdline | grep -q '^guest\.bench='; then
+	# No pipe: the host snapshots its counters on each line as it comes
+	# shellcheck disable=SC2046
+	BENCH_PREFIX="GUEST-BENCH boot=$boot " /bin/vhost_iommu_dmabench 0000:00:01.0 \
+		$(arg guest.bench | tr ':' ' ') 2>&1
 fi
 
 if [ "$boot" -lt "$boots" ]; then

@@ -1190,121 +1190,13 @@ static void report(struct target *t)
  * them, so read them as shares, not as costs.
  */
 static bool profile;
-static const char *tracefs;
-
-static const char * const prof_funcs[] = {
-	"vhost_iommu_*", "vhost_get_vq_desc*", "vhost_add_used*", "vhost_signal",
-	"vhost_poll_wakeup", "vhost_task_fn", "vhost_run_work_list", "translate_desc",
-	"vhost_disable_notify", "vhost_enable_notify", "vhost_exceeds_weight",
-	"iommufd_viommu_invalidate*", "iommufd_hwpt_invalidate", "iommufd_fops_ioctl",
-	"mock_viommu_cache_invalidate*", "arm_smmu_*invalidate*", "arm_smmu_cmdq_issue_cmdlist",
-	"arm_smmu_cmdq_poll_until_sync", "eventfd_signal_mask", "eventfd_write", "eventfd_read",
-	"do_sys_poll", "try_to_wake_up", "_copy_from_iter", "_copy_to_iter",
-	"__arm64_sys_ioctl", "__arm64_sys_write", "__arm64_sys_read", "__arm64_sys_ppoll",
-	"iommufd_fault_*", "iommufd_auto_response_faults", "iommu_report_device_fault",
-	"iopf_group_response", "mock_domain_page_response",
-};
-
-static int trace_put(const char *file, const char *val, bool append)
-{
-	char path[256];
-	int fd, ret = 0;
-
-	snprintf(path, sizeof(path), "%s/%s", tracefs, file);
-	fd = open(path, O_WRONLY | (append ? O_APPEND : O_TRUNC));
-	if (fd < 0)
-		return -errno;
-	if (write(fd, val, strlen(val)) < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
-static bool prof_setup(void)
-{
-	static const char * const dirs[] = { "/sys/kernel/tracing", "/sys/kernel/debug/tracing" };
-	char path[256];
-
-	for (unsigned int i = 0; i < ARRAY_SIZE(dirs); i++) {
-		snprintf(path, sizeof(path), "%s/function_profile_enabled", dirs[i]);
-		if (!access(path, W_OK)) {
-			tracefs = dirs[i];
-			break;
-		}
-	}
-	if (!tracefs) {
-		printf("BENCH-PROFILE-SKIP reason=\"no function profiler in this kernel\"\n");
-		return false;
-	}
-	trace_put("function_profile_enabled", "0", false);
-	trace_put("set_ftrace_filter", "", false);
-	/* A pattern that matches nothing (an absent driver) is refused: skip it */
-	for (unsigned int i = 0; i < ARRAY_SIZE(prof_funcs); i++)
-		trace_put("set_ftrace_filter", prof_funcs[i], true);
-	trace_put("options/sleep-time", "0", false);
-	trace_put("options/graph-time", "1", false);
-	return true;
-}
-
-struct prof_ent {
-	char name[64];
-	unsigned long hits;
-	double us;
-};
-
-static int cmp_prof(const void *a, const void *b)
-{
-	const struct prof_ent *x = a, *y = b;
-
-	return x->us < y->us ? 1 : x->us > y->us ? -1 : 0;
-}
-
-/* Sum trace_stat/function<cpu> over the CPUs; return the number of functions */
-static int prof_collect(struct prof_ent *ent, int max)
-{
-	char path[256], line[512];
-	int n = 0;
-
-	for (int cpu = 0; cpu < 64; cpu++) {
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/trace_stat/function%d", tracefs, cpu);
-		f = fopen(path, "r");
-		if (!f)
-			break;
-		while (fgets(line, sizeof(line), f)) {
-			char name[64];
-			unsigned long hits;
-			double us;
-			int i;
-
-			if (sscanf(line, " %63s %lu %lf", name, &hits, &us) != 3)
-				continue;
-			for (i = 0; i < n && strcmp(ent[i].name, name); i++)
-				;
-			if (i == n) {
-				if (n == max)
-					continue;
-				snprintf(ent[n].name, sizeof(ent[n].name), "%s", name);
-				ent[n].hits = 0;
-				ent[n].us = 0;
-				n++;
-			}
-			ent[i].hits += hits;
-			ent[i].us += us;
-		}
-		fclose(f);
-	}
-	qsort(ent, n, sizeof(*ent), cmp_prof);
-	return n;
-}
 
 static int run_profile(struct target *t)
 {
 	static const int paths[] = {
 		PATH_FAST, PATH_USER, PATH_FLOOR, PATH_RING, PATH_PRQ_K, PATH_PRQ_U,
 	};
-	static struct prof_ent ent[512];
+	static struct vi_prof_ent ent[512];
 	struct sample s;
 	int ret = 0;
 
@@ -1318,12 +1210,12 @@ static int run_profile(struct target *t)
 				continue;
 			rounds = (nr_reqs + batch - 1) / batch;
 			reqs = (double)rounds * batch;
-			trace_put("function_profile_enabled", "1", false);
+			vi_prof_enable(true);
 			ret = measure(t, p, bi, &s);
-			trace_put("function_profile_enabled", "0", false);
+			vi_prof_enable(false);
 			if (ret)
 				break;
-			n = prof_collect(ent, ARRAY_SIZE(ent));
+			n = vi_prof_collect(ent, ARRAY_SIZE(ent));
 			printf("\n-- %s: profile of %s at batch %u, %.0f requests --\n",
 			       t->name, path_name[p], batch, reqs);
 			printf("   (inclusive us per request, calls per request)\n");
@@ -1372,7 +1264,7 @@ static int run_target(struct target *t)
 	}
 	if (!ret)
 		report(t);
-	if (!ret && profile && prof_setup())
+	if (!ret && profile && vi_prof_setup())
 		ret = run_profile(t);
 	if (ret)
 		printf("BENCH-FAIL target=%s reason=\"%s\"\n", t->name, t->err);

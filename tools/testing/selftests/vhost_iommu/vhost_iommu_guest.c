@@ -17,12 +17,19 @@
  * VMM's device reset leave a device that works again.
  *
  * Options: -n N reads per boot (64); -p N measures MAP+UNMAP per second with
- * N reads, -r R times; -d is make demo.
+ * N reads, -r R times; -d is make demo; -B SECS is make bench: the inner
+ * guest's DMA map+unmap cycles under each way of serving them, SECS seconds
+ * a pass, -r R rounds (see bench_main()).
  *
  * Expects /dev/kvm, /guest/Image, /guest/initrd.gz and the VMM next to this
  * program (vmtest.sh packs them).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* sched_setaffinity() */
+#endif
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
@@ -33,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "../kselftest.h"
@@ -160,6 +168,9 @@ struct run {
 	double secs;
 };
 
+static pid_t running_vmm;
+static void bench_line(const char *line);
+
 static void add_line(struct run *r, const char *line)
 {
 	r->lines = realloc(r->lines, (r->nr + 1) * sizeof(*r->lines));
@@ -171,6 +182,7 @@ static void add_line(struct run *r, const char *line)
 	 */
 	printf("# %s\n", line);
 	fflush(stdout);
+	bench_line(line);
 }
 
 static void run_vmm(struct run *r, char *const argv[])
@@ -200,6 +212,7 @@ static void run_vmm(struct run *r, char *const argv[])
 		_exit(127);
 	}
 	close(pfd[1]);
+	running_vmm = pid;
 	for (;;) {
 		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
 		ssize_t n;
@@ -340,6 +353,8 @@ struct cfg {
 	const char *vmm_args[6];
 	const char *edu;
 	const char *edu_fails;
+	/* -B: what vhost_iommu_dmabench runs in the guest (guest.bench=) */
+	const char *bench;
 	/* Table mode: where the INVALIDATEs must have been served */
 	enum { INV_NONE, INV_KERNEL, INV_VMM } inval;
 };
@@ -655,7 +670,7 @@ static void check_assign(const struct cfg *c, const struct run *r)
 
 static void run_cfg(const struct cfg *c, const char *vmm, struct run *r)
 {
-	char seed[32], n[32], boots[32], nb[32], ram[16], edu[256];
+	char seed[32], n[32], boots[32], nb[32], ram[16], edu[256], bench[160];
 	char bdf[2][32];
 	char *argv[48];
 	int a = 0;
@@ -709,6 +724,11 @@ static void run_cfg(const struct cfg *c, const char *vmm, struct run *r)
 		argv[a++] = "-A";
 		argv[a++] = "hugepages=2";
 	}
+	if (c->bench) {
+		snprintf(bench, sizeof(bench), "guest.bench=%s", c->bench);
+		argv[a++] = "-A";
+		argv[a++] = bench;
+	}
 	argv[a] = NULL;
 	if (c->inval != INV_NONE)
 		trace_start();
@@ -751,6 +771,21 @@ static const struct cfg assign_cfgs[] = {
 		.vmm_args = { "-I", "requestq" }, .edu = "-T,two_devices",
 		.inval = INV_VMM,
 	}, {
+		/* QEMU's way: each INVALIDATE served in the vCPU's exit */
+		.name = "table-vcpu", .boots = 1, .blocks = 4, .assign = 1,
+		.vmm_args = { "-I", "vcpu" },
+		.edu = "-t,remap_dma,-t,unmapped_dma,-t,map_2m", .inval = INV_VMM,
+	}, {
+		/* The VMM's thread polling its queue, notifications off */
+		.name = "table-vmm-poll", .boots = 1, .blocks = 4, .assign = 1,
+		.vmm_args = { "-I", "vmm", "-P", "200" },
+		.edu = "-t,remap_dma,-t,unmapped_dma,-t,map_2m", .inval = INV_VMM,
+	}, {
+		/* The kernel's worker busy-polling the queue between kicks */
+		.name = "table-kernel-poll", .boots = 1, .blocks = 4, .assign = 1,
+		.vmm_args = { "-P", "200" },
+		.edu = "-t,remap_dma,-t,unmapped_dma,-t,map_2m", .inval = INV_KERNEL,
+	}, {
 		/* Both edu devices in one table domain */
 		.name = "table-two-devices", .boots = 1, .blocks = 4,
 		.assign = 2, .edu = "-t,two_devices", .inval = INV_KERNEL,
@@ -769,6 +804,539 @@ static const struct cfg assign_cfgs[] = {
 static unsigned int assign_tests(const struct cfg *c)
 {
 	return 1 + c->boots + 1 + (c->boots > 1);
+}
+
+/* ---- -B: the DMA-mapping benchmark in the inner guest ---- */
+
+/*
+ * Map+unmap cycles through the inner guest's DMA API on an assigned edu
+ * (vhost_iommu_dmabench in the guest, the kernel's dma_map_benchmark), under
+ * each way the host can serve them, one VMM run per mode, the modes
+ * interleaved round after round. Around every pass the guest prints a
+ * marker; on each, this side reads its counters: tracepoints of this
+ * kernel, in trace instances of their own (events written, overruns
+ * included), and the CPU time of the VMM's threads.
+ */
+#define BENCH_MAX_PASSES	16
+#define BENCH_MAX_ROUNDS	9
+#define BENCH_SIZES		"4096,65536,2097152"
+#define BENCH_POLL_US		"200"
+/* A transfer in each cycle: dma_map_benchmark's delay (ns) */
+#define BENCH_TRANS_NS		"20000"
+
+/*
+ * The polling modes get a CPU of their own (their server's threads pinned,
+ * see bench_pin()); the others are left to the scheduler, which serves
+ * them best here: woken on the kicking vCPU's CPU, their server needs no
+ * inter-processor interrupt, which costs milliseconds under TCG.
+ */
+static const struct bench_mode {
+	const char *name;
+	const char *what;
+	const char *vmm_args[6];
+	bool pin;
+} bench_modes[] = {
+	{ "stock",
+	  "stock guest: MAP/UNMAP on the request queue, by the VMM's thread",
+	  { "-I", "none" } },
+	{ "vcpu",
+	  "table mode: INVALIDATE in the vCPU's exit, an ioctl per request",
+	  { "-I", "vcpu" } },
+	{ "vmm",
+	  "table mode: INVALIDATE by a VMM thread (ioeventfd), an ioctl per pass",
+	  { "-I", "vmm" } },
+	{ "vmm-poll",
+	  "table mode: the VMM thread, busy-polling " BENCH_POLL_US " us, pinned",
+	  { "-I", "vmm", "-P", BENCH_POLL_US }, true },
+	{ "vhost",
+	  "table mode: INVALIDATE by /dev/vhost-iommu",
+	  { "-I", "kernel" } },
+	{ "vhost-poll",
+	  "table mode: /dev/vhost-iommu, its worker busy-polling " BENCH_POLL_US " us, pinned",
+	  { "-I", "kernel", "-P", BENCH_POLL_US }, true },
+};
+
+#define NR_BENCH_MODES	ARRAY_SIZE(bench_modes)
+
+/* What this side counts, snapshot at each marker */
+enum {
+	CNT_EXITS,	/* kvm:kvm_userspace_exit */
+	CNT_WAKE_VMM,	/* sched:sched_wakeup of the VMM's threads */
+	CNT_WAKE_VHOST,	/* sched:sched_wakeup of the vhost worker */
+	CNT_SYSCALLS,	/* raw_syscalls:sys_enter of the VMM's threads */
+	CNT_SYNCS,	/* CMD_SYNCs issued by the SMMUv3 driver (kprobe) */
+	CNT_BATCHES,	/* vhost_iommu:vhost_iommu_invalidate */
+	NR_CNT,
+};
+
+static const struct {
+	const char *name, *event, *filter;
+} bench_cnt[NR_CNT] = {
+	[CNT_EXITS] = { "exits", "kvm/kvm_userspace_exit", NULL },
+	[CNT_WAKE_VMM] = { "wakeups-vmm", "sched/sched_wakeup",
+			   "comm == \"vhost-iommu-vmm\"" },
+	[CNT_WAKE_VHOST] = { "wakeups-vhost", "sched/sched_wakeup",
+			     "comm ~ \"vhost-[0-9]*\"" },
+	[CNT_SYSCALLS] = { "syscalls", "raw_syscalls/sys_enter",
+			   "comm == \"vhost-iommu-vmm\"" },
+	[CNT_SYNCS] = { "cmd-syncs", "vib/cmdq_sync", "sync != 0" },
+	[CNT_BATCHES] = { "vhost-batches", "vhost_iommu/vhost_iommu_invalidate",
+			  NULL },
+};
+
+/* CPU time of the VMM's threads */
+enum { CPU_VCPU, CPU_VMM, CPU_VHOST, NR_CPU };
+
+struct snap {
+	long long cnt[NR_CNT];
+	double cpu[NR_CPU];
+	double t;
+};
+
+struct bench_pass {
+	char kind[8];
+	int strict;
+	unsigned int size, trans;
+	long long unmaps;
+	double secs;
+	struct snap s0, s1;
+	bool done;
+};
+
+static struct {
+	bool active;
+	bool prof;		/* the function profiler is set up */
+	const char *mode;
+	bool pin;
+	struct bench_pass *passes;	/* of the run going on */
+	int cur;
+	bool cnt_ok[NR_CNT];
+} bench;
+
+static struct bench_pass bench_res[BENCH_MAX_ROUNDS][NR_BENCH_MODES][BENCH_MAX_PASSES];
+
+static void bench_instance_path(char *path, size_t len, int c, const char *file)
+{
+	snprintf(path, len, "%s/instances/vib-%s/%s", tracefs, bench_cnt[c].name,
+		 file);
+}
+
+/* One trace instance per counter, off until a counting pass */
+static void bench_trace_setup(void)
+{
+	char path[512];
+
+	trace_start();
+	if (!tracefs)
+		return;
+	/*
+	 * __arm_smmu_cmdq_issue_cmdlist(smmu, cmdq, cmds, n, sync): every
+	 * command list the SMMUv3 driver issues (its callers inline the
+	 * wrapper), with a CMD_SYNC when sync
+	 */
+	snprintf(path, sizeof(path), "%s/kprobe_events", tracefs);
+	vi_write_file(path, "-:vib/cmdq_sync");
+	vi_write_file(path, "p:vib/cmdq_sync __arm_smmu_cmdq_issue_cmdlist sync=$arg5:u8");
+	for (int c = 0; c < NR_CNT; c++) {
+		snprintf(path, sizeof(path), "%s/instances/vib-%s", tracefs,
+			 bench_cnt[c].name);
+		rmdir(path);
+		if (mkdir(path, 0755))
+			continue;
+		bench_instance_path(path, sizeof(path), c, "tracing_on");
+		vi_write_file(path, "0");
+		bench_instance_path(path, sizeof(path), c, "buffer_size_kb");
+		vi_write_file(path, "1024");
+		if (bench_cnt[c].filter) {
+			snprintf(path, sizeof(path), "%s/instances/vib-%s/events/%s/filter",
+				 tracefs, bench_cnt[c].name, bench_cnt[c].event);
+			if (vi_write_file(path, bench_cnt[c].filter))
+				continue;
+		}
+		snprintf(path, sizeof(path), "%s/instances/vib-%s/events/%s/enable",
+			 tracefs, bench_cnt[c].name, bench_cnt[c].event);
+		bench.cnt_ok[c] = !vi_write_file(path, "1");
+		if (!bench.cnt_ok[c])
+			ksft_print_msg("bench: no %s counter (%s)\n",
+				       bench_cnt[c].name, bench_cnt[c].event);
+	}
+}
+
+static void bench_trace_on(bool on)
+{
+	char path[512];
+
+	for (int c = 0; c < NR_CNT; c++) {
+		if (!bench.cnt_ok[c])
+			continue;
+		bench_instance_path(path, sizeof(path), c, "tracing_on");
+		vi_write_file(path, on ? "1" : "0");
+	}
+}
+
+static long long bench_events(int c)
+{
+	char dir[512];
+
+	snprintf(dir, sizeof(dir), "%s/instances/vib-%s", tracefs,
+		 bench_cnt[c].name);
+	return vi_trace_events(dir);
+}
+
+/* utime + stime of each thread of the VMM, by role */
+static void bench_cpu(double cpu[NR_CPU])
+{
+	long tck = sysconf(_SC_CLK_TCK);
+	char path[300], buf[1024];
+	struct dirent *d;
+	DIR *dir;
+
+	memset(cpu, 0, NR_CPU * sizeof(*cpu));
+	snprintf(path, sizeof(path), "/proc/%d/task", running_vmm);
+	dir = opendir(path);
+	if (!dir)
+		return;
+	while ((d = readdir(dir))) {
+		unsigned long long ut, st;
+		char *comm, *end;
+		ssize_t n;
+		int fd, role;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", running_vmm,
+			 d->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		comm = strchr(buf, '(');
+		end = strrchr(buf, ')');
+		if (!comm || !end ||
+		    sscanf(end + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			   &ut, &st) != 2)
+			continue;
+		*end = 0;
+		if (atoi(d->d_name) == running_vmm)
+			role = CPU_VCPU;	/* KVM_RUN in the main thread */
+		else if (!strcmp(comm + 1, "vhost-iommu-vmm"))
+			role = CPU_VMM;
+		else
+			role = CPU_VHOST;
+		cpu[role] += (double)(ut + st) / tck;
+	}
+	closedir(dir);
+}
+
+static void bench_snap(struct snap *s)
+{
+	struct timespec ts;
+
+	for (int c = 0; c < NR_CNT; c++)
+		s->cnt[c] = bench.cnt_ok[c] ? bench_events(c) : -1;
+	bench_cpu(s->cpu);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	s->t = ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Where a pass's time went on this side, per unmap */
+static void bench_profile(const struct bench_pass *p)
+{
+	static struct vi_prof_ent ent[256];
+	int n;
+
+	if (!bench.prof || p->unmaps <= 0)
+		return;
+	n = vi_prof_collect(ent, ARRAY_SIZE(ent));
+	ksft_print_msg("%s, %s 4K: host functions, us per unmap (inclusive), calls per unmap:\n",
+		       bench.mode, p->strict ? "strict" : "lazy");
+	for (int i = 0; i < n && i < 16; i++) {
+		ksft_print_msg("  %-36s %9.2f us %8.3f calls\n", ent[i].name,
+			       ent[i].us / p->unmaps, (double)ent[i].hits / p->unmaps);
+		printf("BENCH-PROFILE mode=%s func=%s us_per_unmap=%.3f calls_per_unmap=%.4f\n",
+		       bench.mode, ent[i].name, ent[i].us / p->unmaps,
+		       (double)ent[i].hits / p->unmaps);
+	}
+}
+
+/*
+ * As an operator pins a VM for latency (libvirt's vcpupin, emulatorpin):
+ * the vCPU thread on CPU 0, every other thread of the VMM (its request
+ * queue thread, the vhost worker) on CPU 1, in every mode alike. Unpinned,
+ * the scheduler wakes the server on the kicking vCPU's CPU, where it
+ * preempts the guest it serves.
+ */
+static void bench_pin(void)
+{
+	char path[64];
+	struct dirent *d;
+	int others = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", running_vmm);
+	dir = opendir(path);
+	if (!dir)
+		return;
+	while ((d = readdir(dir))) {
+		pid_t tid = atoi(d->d_name);
+		cpu_set_t set;
+
+		if (tid <= 0)
+			continue;
+		CPU_ZERO(&set);
+		CPU_SET(tid == running_vmm ? 0 : 1, &set);
+		if (sched_setaffinity(tid, sizeof(set), &set))
+			ksft_print_msg("bench: pinning thread %d: %s\n", tid,
+				       strerror(errno));
+		others += tid != running_vmm;
+	}
+	closedir(dir);
+	ksft_print_msg("bench: %s: the vCPU thread on CPU 0, %d other threads on CPU 1\n",
+		       bench.mode, others);
+}
+
+/* A line of the VMM's output as it comes: the guest's markers */
+static void bench_line(const char *line)
+{
+	struct bench_pass *p;
+	const char *m;
+	int nr;
+
+	m = bench.active ? strstr(line, "BENCH-MARK ") : NULL;
+	if (!m)
+		return;
+	m += strlen("BENCH-MARK ");
+	if (sscanf(m, "%*s pass=%d", &nr) != 1 || nr < 1 ||
+	    nr > BENCH_MAX_PASSES)
+		return;
+	p = &bench.passes[nr - 1];
+	if (nr == 1 && !strncmp(m, "begin ", 6) && bench.pin)
+		bench_pin();
+	if (!strncmp(m, "begin ", 6)) {
+		memset(p, 0, sizeof(*p));
+		if (sscanf(m, "begin pass=%*d kind=%7s strict=%d size=%u trans=%u",
+			   p->kind, &p->strict, &p->size, &p->trans) != 4)
+			return;
+		if (!strcmp(p->kind, "count") || !strcmp(p->kind, "control"))
+			bench_trace_on(true);
+		bench_snap(&p->s0);
+		if (!strcmp(p->kind, "profile"))
+			vi_prof_enable(true);
+	} else if (!strncmp(m, "end ", 4) && p->kind[0]) {
+		if (!strcmp(p->kind, "profile"))
+			vi_prof_enable(false);
+		bench_snap(&p->s1);
+		if (!strcmp(p->kind, "count") || !strcmp(p->kind, "control"))
+			bench_trace_on(false);
+		p->done = sscanf(m, "end pass=%*d unmaps=%lld secs=%lf",
+				 &p->unmaps, &p->secs) == 2;
+		if (p->done && !strcmp(p->kind, "profile"))
+			bench_profile(p);
+	}
+}
+
+static double bench_rate(const struct bench_pass *p)
+{
+	return p->done && p->secs > 0 ? p->unmaps / p->secs : 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The pass of round @r and mode @m measured as @like (rounds differ) */
+static const struct bench_pass *bench_find(unsigned int r, size_t m,
+					   const struct bench_pass *like)
+{
+	for (int i = 0; i < BENCH_MAX_PASSES; i++) {
+		const struct bench_pass *p = &bench_res[r][m][i];
+
+		if (p->done && !strcmp(p->kind, like->kind) &&
+		    p->strict == like->strict && p->size == like->size &&
+		    p->trans == like->trans)
+			return p;
+	}
+	return NULL;
+}
+
+/* Median, min and max over @rounds rounds of mode @m's passes as @like */
+static double bench_median(unsigned int rounds, size_t m,
+			   const struct bench_pass *like, double *lo, double *hi)
+{
+	double v[BENCH_MAX_ROUNDS];
+
+	for (unsigned int r = 0; r < rounds; r++) {
+		const struct bench_pass *p = bench_find(r, m, like);
+
+		v[r] = p ? bench_rate(p) : 0;
+	}
+	qsort(v, rounds, sizeof(v[0]), cmp_double);
+	*lo = v[0];
+	*hi = v[rounds - 1];
+	return rounds % 2 ? v[rounds / 2] :
+	       (v[rounds / 2 - 1] + v[rounds / 2]) / 2;
+}
+
+static size_t bench_mode_index(const char *name)
+{
+	for (size_t m = 0; m < NR_BENCH_MODES; m++)
+		if (!strcmp(bench_modes[m].name, name))
+			return m;
+	return 0;
+}
+
+static void bench_table(unsigned int rounds)
+{
+	const struct bench_pass *p0 = bench_res[0][0];
+	size_t stock = bench_mode_index("stock"), vcpu = bench_mode_index("vcpu"),
+	       vmm = bench_mode_index("vmm"), vhost = bench_mode_index("vhost"),
+	       vmm_poll = bench_mode_index("vmm-poll"),
+	       vhost_poll = bench_mode_index("vhost-poll");
+	double med[NR_BENCH_MODES], lo, hi;
+
+	ksft_print_msg("\n");
+	ksft_print_msg("DMA map+unmap cycles per second in the inner guest\n");
+	ksft_print_msg("(dma_map_benchmark, 1 thread),\n");
+	ksft_print_msg("median of %u rounds, the modes interleaved, (max-min)/median:\n",
+		       rounds);
+	for (size_t m = 0; m < NR_BENCH_MODES; m++)
+		ksft_print_msg("  %-10s %s\n", bench_modes[m].name, bench_modes[m].what);
+	printf("# %-6s %-8s", "policy", "size");
+	for (size_t m = 0; m < NR_BENCH_MODES; m++)
+		printf(" %15s", bench_modes[m].name);
+	printf("\n");
+	for (int i = 0; i < BENCH_MAX_PASSES; i++) {
+		char size[32];
+
+		if (!p0[i].done || strcmp(p0[i].kind, "time"))
+			continue;
+		snprintf(size, sizeof(size), "%s%s",
+			 p0[i].size >= 1 << 20 ? "2M" : p0[i].size >= 65536 ? "64K" : "4K",
+			 p0[i].trans ? "+xfer" : "");
+		printf("# %-6s %-8s", p0[i].strict ? "strict" : "lazy", size);
+		for (size_t m = 0; m < NR_BENCH_MODES; m++) {
+			med[m] = bench_median(rounds, m, &p0[i], &lo, &hi);
+			printf(" %7.0f (%3.0f%%)", med[m],
+			       med[m] ? 100 * (hi - lo) / med[m] : 0);
+		}
+		printf("\n");
+		printf("#   ratios: vhost/stock %.2fx  vhost/vcpu %.2fx  vhost/vmm %.2fx",
+		       med[stock] ? med[vhost] / med[stock] : 0,
+		       med[vcpu] ? med[vhost] / med[vcpu] : 0,
+		       med[vmm] ? med[vhost] / med[vmm] : 0);
+		printf("  vhost-poll/vmm-poll %.2fx  vhost-poll/stock %.2fx\n",
+		       med[vmm_poll] ? med[vhost_poll] / med[vmm_poll] : 0,
+		       med[stock] ? med[vhost_poll] / med[stock] : 0);
+		for (size_t m = 0; m < NR_BENCH_MODES; m++) {
+			bench_median(rounds, m, &p0[i], &lo, &hi);
+			printf("BENCH-RESULT mode=%s policy=%s size=%u trans_ns=%u rounds=%u",
+			       bench_modes[m].name, p0[i].strict ? "strict" : "lazy",
+			       p0[i].size, p0[i].trans, rounds);
+			printf(" median=%.0f min=%.0f max=%.0f vs_stock=%.3f\n",
+			       med[m], lo, hi, med[stock] ? med[m] / med[stock] : 0);
+		}
+	}
+}
+
+/* Per unmap, from the count pass of round 1 less its control pass */
+static void bench_counts(void)
+{
+	ksft_print_msg("\n");
+	ksft_print_msg("Per unmap (4 KiB; a counting pass less a pass with no cycle,\n");
+	ksft_print_msg("tracing on; round 1):\n");
+	ksft_print_msg("%-10s %-6s %7s %9s %9s %9s %9s %9s %9s %9s %9s\n", "mode",
+		       "policy", "unmaps", "exits", "wake-vmm", "wake-vhost",
+		       "syscalls", "CMD_SYNC", "vhost-bat", "vhost-CPU", "VMM-CPU");
+	for (size_t m = 0; m < NR_BENCH_MODES; m++) {
+		for (int i = 1; i < BENCH_MAX_PASSES; i++) {
+			const struct bench_pass *p = &bench_res[0][m][i];
+			const struct bench_pass *c = &bench_res[0][m][i - 1];
+			double per[NR_CNT], cpu[NR_CPU];
+			long long n;
+
+			if (!p->done || strcmp(p->kind, "count") || !c->done ||
+			    strcmp(c->kind, "control") || p->unmaps <= 0)
+				continue;
+			n = p->unmaps - c->unmaps;
+			for (int k = 0; k < NR_CNT; k++)
+				per[k] = p->s1.cnt[k] < 0 ? NAN :
+					 (double)((p->s1.cnt[k] - p->s0.cnt[k]) -
+						  (c->s1.cnt[k] - c->s0.cnt[k])) / n;
+			/* CPU seconds per second of the pass */
+			for (int k = 0; k < NR_CPU; k++)
+				cpu[k] = ((p->s1.cpu[k] - p->s0.cpu[k]) -
+					  (c->s1.cpu[k] - c->s0.cpu[k])) /
+					 (p->secs > 0 ? p->secs : 1);
+			printf("# %-10s %-6s %7lld", bench_modes[m].name,
+			       p->strict ? "strict" : "lazy", n);
+			printf(" %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.0f%% %8.0f%%\n",
+			       per[CNT_EXITS], per[CNT_WAKE_VMM], per[CNT_WAKE_VHOST],
+			       per[CNT_SYSCALLS], per[CNT_SYNCS], per[CNT_BATCHES],
+			       100 * cpu[CPU_VHOST], 100 * cpu[CPU_VMM]);
+			printf("BENCH-COUNT mode=%s policy=%s unmaps=%lld",
+			       bench_modes[m].name, p->strict ? "strict" : "lazy", n);
+			for (int k = 0; k < NR_CNT; k++)
+				printf(" %s=%.4f", bench_cnt[k].name, per[k]);
+			printf(" vhost_cpu=%.3f vmm_cpu=%.3f vcpu_cpu=%.3f\n",
+			       cpu[CPU_VHOST], cpu[CPU_VMM], cpu[CPU_VCPU]);
+		}
+	}
+}
+
+static void bench_run_one(const char *vmm, size_t m, unsigned int round,
+			  unsigned int secs)
+{
+	char arg[128];
+	struct cfg c = {
+		.name = bench_modes[m].name, .boots = 1, .blocks = 4, .assign = 1,
+		.seed = 1, .bench = arg,
+	};
+	struct run r;
+	int done = 0;
+
+	memcpy(c.vmm_args, bench_modes[m].vmm_args, sizeof(c.vmm_args));
+	/* The counts are the same every round: counted in the first */
+	snprintf(arg, sizeof(arg), "%u:%s:%s%s", secs, BENCH_SIZES,
+		 BENCH_TRANS_NS, round ? "" : ":count");
+	bench.passes = bench_res[round][m];
+	bench.mode = bench_modes[m].name;
+	bench.pin = bench_modes[m].pin;
+	bench.active = true;
+	run_cfg(&c, vmm, &r);
+	bench.active = false;
+	for (int i = 0; i < BENCH_MAX_PASSES; i++)
+		done += bench.passes[i].done;
+	ksft_test_result(r.status == 0 && !guest_splat(&r) &&
+			 find(&r, "GUEST-BENCH", "BENCH-DONE") &&
+			 !find(&r, "GUEST-BENCH", "BENCH-ERROR"),
+			 "bench: round %u, %s: %d passes\n", round + 1,
+			 bench_modes[m].name, done);
+	free_run(&r);
+}
+
+static void bench_main(const char *vmm, unsigned int rounds, unsigned int secs)
+{
+	if (rounds < 1 || rounds > BENCH_MAX_ROUNDS)
+		ksft_exit_fail_msg("-r: 1 to %d rounds\n", BENCH_MAX_ROUNDS);
+	if (edu_count() < 1) {
+		ksft_test_result_skip("bench: needs an edu device\n");
+		ksft_finished();
+	}
+	ksft_set_plan(rounds * NR_BENCH_MODES);
+	bench_trace_setup();
+	bench.prof = vi_prof_setup();
+	for (unsigned int r = 0; r < rounds; r++)
+		for (size_t m = 0; m < NR_BENCH_MODES; m++)
+			bench_run_one(vmm, m, r, secs);
+	bench_table(rounds);
+	bench_counts();
 }
 
 /* Room for the guest's RAM in huge pages; returns the previous count */
@@ -803,6 +1371,7 @@ static void restore_hugepages(long before)
 int main(int argc, char **argv)
 {
 	unsigned int perf_blocks = 0, blocks = 64, rounds = 1, plan;
+	unsigned int bench_secs = 0;
 	const char *only = NULL;
 	bool demo = false;
 	char vmm[4096], *slash;
@@ -810,8 +1379,10 @@ int main(int argc, char **argv)
 	long huge;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "p:n:r:de:")) != -1) {
-		if (opt == 'e')
+	while ((opt = getopt(argc, argv, "p:n:r:de:B:")) != -1) {
+		if (opt == 'B')
+			bench_secs = strtoul(optarg, NULL, 0);
+		else if (opt == 'e')
 			only = optarg;
 		else if (opt == 'd')
 			demo = true;
@@ -857,6 +1428,12 @@ int main(int argc, char **argv)
 			check_assign(&t, &r);
 			free_run(&r);
 		}
+		restore_hugepages(huge);
+		ksft_finished();
+	}
+
+	if (bench_secs) {
+		bench_main(vmm, rounds, bench_secs);
 		restore_hugepages(huge);
 		ksft_finished();
 	}

@@ -886,3 +886,141 @@ bool vi_fail_nth_fired(int fd)
 	vi_fail_nth_set(fd, 0);
 	return ret > 0 && strtol(buf, NULL, 10) == 0;
 }
+
+/* ---- The kernel's function profiler on the vhost-iommu paths ---- */
+
+static const char *prof_tracefs;
+
+static const char * const prof_funcs[] = {
+	"vhost_iommu_*", "vhost_get_vq_desc*", "vhost_add_used*", "vhost_signal",
+	"vhost_poll_wakeup", "vhost_task_fn", "vhost_run_work_list", "translate_desc",
+	"vhost_disable_notify", "vhost_enable_notify", "vhost_exceeds_weight",
+	"vhost_vq_avail_empty",
+	"iommufd_viommu_invalidate*", "iommufd_hwpt_invalidate", "iommufd_fops_ioctl",
+	"iommufd_ioas_map", "iommufd_ioas_unmap", "iopt_map_user_pages", "iopt_unmap_iova",
+	"mock_viommu_cache_invalidate*", "arm_smmu_*invalidate*", "arm_smmu_cmdq_issue_cmdlist",
+	"__arm_smmu_cmdq_issue_cmdlist", "arm_smmu_cmdq_batch_submit", "arm_vsmmu_*",
+	"arm_smmu_cmdq_poll_until_sync", "arm_smmu_tlb_inv_range*",
+	"eventfd_signal_mask", "eventfd_write", "eventfd_read", "ioeventfd_write",
+	"kvm_io_bus_write", "io_mem_abort", "kvm_arch_vcpu_ioctl_run",
+	"do_sys_poll", "try_to_wake_up", "_copy_from_iter", "_copy_to_iter",
+	"__arm64_sys_ioctl", "__arm64_sys_write", "__arm64_sys_read", "__arm64_sys_ppoll",
+	"iommufd_fault_*", "iommufd_auto_response_faults", "iommu_report_device_fault",
+	"iopf_group_response", "mock_domain_page_response",
+};
+
+static int prof_put(const char *file, const char *val, bool append)
+{
+	char path[256];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", prof_tracefs, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC | (append ? O_APPEND : O_TRUNC));
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+bool vi_prof_setup(void)
+{
+	static const char * const dirs[] = {
+		"/sys/kernel/tracing", "/sys/kernel/debug/tracing",
+	};
+	char path[256];
+
+	for (unsigned int i = 0; i < ARRAY_SIZE(dirs) && !prof_tracefs; i++) {
+		snprintf(path, sizeof(path), "%s/function_profile_enabled", dirs[i]);
+		if (!access(path, W_OK))
+			prof_tracefs = dirs[i];
+	}
+	if (!prof_tracefs) {
+		printf("BENCH-PROFILE-SKIP reason=\"no function profiler in this kernel\"\n");
+		return false;
+	}
+	prof_put("function_profile_enabled", "0", false);
+	prof_put("set_ftrace_filter", "", false);
+	/* A pattern that matches nothing (an absent driver) is refused: skip it */
+	for (unsigned int i = 0; i < ARRAY_SIZE(prof_funcs); i++)
+		prof_put("set_ftrace_filter", prof_funcs[i], true);
+	prof_put("options/sleep-time", "0", false);
+	prof_put("options/graph-time", "1", false);
+	return true;
+}
+
+void vi_prof_enable(bool on)
+{
+	/* Writing 1 again starts from zero: every profile is of one run */
+	if (prof_tracefs)
+		prof_put("function_profile_enabled", on ? "1" : "0", false);
+}
+
+static int cmp_prof(const void *a, const void *b)
+{
+	const struct vi_prof_ent *x = a, *y = b;
+
+	return x->us < y->us ? 1 : x->us > y->us ? -1 : 0;
+}
+
+int vi_prof_collect(struct vi_prof_ent *ent, int max)
+{
+	char path[256], line[512];
+	int n = 0;
+
+	for (int cpu = 0; prof_tracefs && cpu < 64; cpu++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/trace_stat/function%d",
+			 prof_tracefs, cpu);
+		f = fopen(path, "r");
+		if (!f)
+			break;
+		while (fgets(line, sizeof(line), f)) {
+			char name[64];
+			unsigned long hits;
+			double us;
+			int i;
+
+			if (sscanf(line, " %63s %lu %lf", name, &hits, &us) != 3)
+				continue;
+			for (i = 0; i < n && strcmp(ent[i].name, name); i++)
+				;
+			if (i == n) {
+				if (n == max)
+					continue;
+				snprintf(ent[n].name, sizeof(ent[n].name), "%s", name);
+				ent[n].hits = 0;
+				ent[n].us = 0;
+				n++;
+			}
+			ent[i].hits += hits;
+			ent[i].us += us;
+		}
+		fclose(f);
+	}
+	qsort(ent, n, sizeof(*ent), cmp_prof);
+	return n;
+}
+
+long long vi_trace_events(const char *dir)
+{
+	long long total = 0, v;
+	char path[512], line[128];
+
+	for (int cpu = 0;; cpu++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/per_cpu/cpu%d/stats", dir, cpu);
+		f = fopen(path, "r");
+		if (!f)
+			break;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "entries: %lld", &v) == 1 ||
+			    sscanf(line, "overrun: %lld", &v) == 1)
+				total += v;
+		fclose(f);
+	}
+	return total;
+}

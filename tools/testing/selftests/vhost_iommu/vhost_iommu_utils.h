@@ -245,4 +245,29 @@ int vi_fail_nth_set(int fd, unsigned int nth);
 /* Whether the armed fault fired (fail-nth reads 0); disarms in any case */
 bool vi_fail_nth_fired(int fd);
 
+/*
+ * The kernel's function profiler (CONFIG_FUNCTION_PROFILER) limited to the
+ * functions of the vhost-iommu paths and of their userspace alternatives:
+ * times include the children and exclude sleeping; the profiler's hooks
+ * inflate them, so read them as shares, not as costs.
+ */
+struct vi_prof_ent {
+	char name[64];
+	unsigned long hits;
+	double us;
+};
+
+/* Set the profiler up; false (and a BENCH-PROFILE-SKIP line) without it */
+bool vi_prof_setup(void);
+/* Start (from zero) or stop profiling */
+void vi_prof_enable(bool on);
+/* Sum the per-CPU figures, most time first; return the number of functions */
+int vi_prof_collect(struct vi_prof_ent *ent, int max);
+
+/*
+ * Events the trace buffers of tracefs directory @dir (tracefs or one of its
+ * instances) took: entries plus those overwritten
+ */
+long long vi_trace_events(const char *dir);
+
 #endif

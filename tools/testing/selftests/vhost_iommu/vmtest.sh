@@ -33,7 +33,8 @@ Options:
   -s          start a shell in the VM instead of the tests (interactive)
   -K          keep going when the kernel log has a splat (report only)
   -h          this help
-Environment: VHOST_IOMMU_CACHE (cache directory, default ~/.cache/vhost-iommu).
+Environment: VHOST_IOMMU_CACHE (cache directory, default ~/.cache/vhost-iommu),
+VMTEST_TEST_TIMEOUT (timeout of each named test, seconds).
 EOT
 }
 
@@ -108,6 +109,9 @@ else
 			line="$name 600 seq /tests/$name"
 		fi
 		[ -n "$line" ] || die "unknown test '$name' (see -h)"
+		# make bench: one long run of a program
+		[ -n "${VMTEST_TEST_TIMEOUT:-}" ] &&
+			line=$(echo "$line" | awk -v t="$VMTEST_TEST_TIMEOUT" '{ $2 = t; print }')
 		# A test run alone needs no company: run it in the foreground.
 		echo "$line${args:+ ${args//,/ }}" | sed 's/ par / seq /' >> "$SEL"
 	done
@@ -224,6 +228,9 @@ if awk '{ print $1 }' "$SEL" | grep -qxE 'vhost_iommu_guest|vhost-iommu-vmm'; th
 	# The edu DMA test, for a guest with an assigned edu ("guest.edu=ARGS")
 	cp "$RUN/tests/vhost_iommu/vhost_iommu_edu" "$G/bin/" ||
 		die "vhost_iommu_edu was not built (the inner guest runs it)"
+	# The DMA-mapping benchmark's guest side ("guest.bench=...")
+	cp "$RUN/tests/vhost_iommu/vhost_iommu_dmabench" "$G/bin/" ||
+		die "vhost_iommu_dmabench was not built (the inner guest runs it)"
 	mkdir -p "$R/guest"
 	mkinitramfs "$G" > "$R/guest/initrd.gz"
 	cp "$RUN/kernel/Image" "$R/guest/Image"
