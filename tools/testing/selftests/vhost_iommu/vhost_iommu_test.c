@@ -6,9 +6,13 @@
  * logs every virtio entry the device hands it, so each test checks what
  * reached the driver, not only what the guest was told.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* sched_setaffinity() */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -544,6 +548,87 @@ TEST_F(vhost_iommu, two_queues_two_workers)
 	EXPECT_EQ(VIRTIO_IOMMU_S_NOENT,
 		  inval_status(&self->d, IQ1,
 			       inval(&self->d, DOM_ID, S_DOMAIN, C_TLB, 0)));
+}
+
+/* Run the calling thread on @cpu and the device's workers on @worker_cpu */
+static bool pin_apart(int cpu, int worker_cpu)
+{
+	cpu_set_t set;
+	int tids[4], n = vi_worker_tids(tids, 4);
+
+	CPU_ZERO(&set);
+	CPU_SET(worker_cpu, &set);
+	for (int i = 0; i < n; i++)
+		if (sched_setaffinity(tids[i], sizeof(set), &set))
+			return false;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return n && !sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* Post an INVALIDATE without a kick: the head */
+static int post_quiet(struct vi_dev *d)
+{
+	return vi_post_req(d, IQ0, inval(d, DOM_ID, S_DOMAIN, C_TLB, 0),
+			   VI_INVAL_LEN, make_resp(d, VI_TAIL), VI_TAIL);
+}
+
+/*
+ * VHOST_SET_VRING_BUSYLOOP_TIMEOUT: once a pass has emptied the queue, the
+ * worker watches it for that long, so a request the guest posts without a
+ * kick is served. Without it (the negative control), the same request
+ * waits for its kick. The worker gets a CPU of its own, as an operator
+ * who turns polling on gives it: a reschedule ends the watch.
+ */
+TEST_F(vhost_iommu, busy_poll)
+{
+	struct vhost_vring_state s = { .index = IQ0 };
+	uint32_t id, len;
+	int head;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		SKIP(return, "one CPU");
+	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_GET_VRING_BUSYLOOP_TIMEOUT, &s));
+	EXPECT_EQ(0, s.num);
+	ASSERT_TRUE(pin_apart(0, 1));
+
+	/* No watch: a request served, then one that waits for its kick */
+	EXPECT_EQ(VIRTIO_IOMMU_S_NOENT,
+		  inval_status(&self->d, IQ0,
+			       inval(&self->d, DOM_ID, S_DOMAIN, C_TLB, 0)));
+	head = post_quiet(&self->d);
+	ASSERT_LE(0, head);
+	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, IQ0, &id, &len, QUIET_MS));
+	vi_kick(&self->d, IQ0);
+	ASSERT_EQ(0, vi_get_used(&self->d, IQ0, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(head, id);
+
+	/* A watch of half a second, the value read back */
+	s.num = 500000;
+	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_SET_VRING_BUSYLOOP_TIMEOUT, &s));
+	s.num = 0;
+	ASSERT_EQ(0, ioctl(self->d.fd, VHOST_GET_VRING_BUSYLOOP_TIMEOUT, &s));
+	EXPECT_EQ(500000, s.num);
+	EXPECT_EQ(VIRTIO_IOMMU_S_NOENT,
+		  inval_status(&self->d, IQ0,
+			       inval(&self->d, DOM_ID, S_DOMAIN, C_TLB, 0)));
+	/* The worker is watching: three requests, no kick, all served */
+	for (int i = 0; i < 3; i++) {
+		head = post_quiet(&self->d);
+		ASSERT_LE(0, head);
+		ASSERT_EQ(0, vi_get_used(&self->d, IQ0, &id, &len,
+					 TIMEOUT_MS));
+		EXPECT_EQ(head, id);
+		EXPECT_EQ(VI_TAIL, len);
+	}
+	/* The watch ends: after it, a request waits for its kick again */
+	usleep(700000);
+	head = post_quiet(&self->d);
+	ASSERT_LE(0, head);
+	EXPECT_EQ(-ETIMEDOUT, vi_get_used(&self->d, IQ0, &id, &len, QUIET_MS));
+	vi_kick(&self->d, IQ0);
+	ASSERT_EQ(0, vi_get_used(&self->d, IQ0, &id, &len, TIMEOUT_MS));
+	EXPECT_EQ(head, id);
 }
 
 /* Queues the VMM did not configure are not served; the others are */
