@@ -318,8 +318,10 @@ static unsigned long vhost_iommu_busy_clock(void)
  * units of 1024 ns) before waiting for a kick. While the worker watches,
  * the guest is told not to notify: a driver that polls for its completions
  * then submits an INVALIDATE with no exit at all. The wait ends early for
- * other work of the worker, a reschedule or a signal. Return whether the
- * ring has new requests.
+ * other work of the worker, a reschedule, a signal, or a call of the VMM
+ * (an ioctl, the release), which may need the queue's mutex: the VMM's stop
+ * never waits for a watch to time out. Return whether the ring has new
+ * requests.
  */
 static bool vhost_iommu_busy_poll(struct vhost_iommu *v,
 				  struct vhost_iommu_invalq *q)
@@ -336,7 +338,7 @@ static bool vhost_iommu_busy_poll(struct vhost_iommu *v,
 	endtime = vhost_iommu_busy_clock() + vq->busyloop_timeout;
 	while (!need_resched() && !signal_pending(current) &&
 	       !time_after(vhost_iommu_busy_clock(), endtime) &&
-	       !vhost_vq_has_work(vq)) {
+	       !vhost_vq_has_work(vq) && !atomic_read(&v->ctl_calls)) {
 		if (!vhost_vq_avail_empty(&v->dev, vq)) {
 			found = true;
 			break;
@@ -516,6 +518,7 @@ static int vhost_iommu_release(struct inode *inode, struct file *f)
 {
 	struct vhost_iommu *v = f->private_data;
 
+	atomic_inc(&v->ctl_calls);
 	vhost_iommu_stop(v);
 	vhost_iommu_unbind_all(v);
 	vhost_dev_stop(&v->dev);
@@ -829,11 +832,9 @@ static long vhost_iommu_dev_ioctl(struct vhost_iommu *v, unsigned int ioctl,
 	}
 }
 
-static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
-			      unsigned long arg)
+static long vhost_iommu_call(struct vhost_iommu *v, unsigned int ioctl,
+			     void __user *argp)
 {
-	struct vhost_iommu *v = f->private_data;
-	void __user *argp = (void __user *)arg;
 	u64 features;
 	long ret;
 
@@ -887,6 +888,18 @@ static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
 			vhost_dev_flush(&v->dev);
 	}
 	mutex_unlock(&v->dev.mutex);
+	return ret;
+}
+
+static long vhost_iommu_ioctl(struct file *f, unsigned int ioctl,
+			      unsigned long arg)
+{
+	struct vhost_iommu *v = f->private_data;
+	long ret;
+
+	atomic_inc(&v->ctl_calls);
+	ret = vhost_iommu_call(v, ioctl, (void __user *)arg);
+	atomic_dec(&v->ctl_calls);
 	return ret;
 }
 

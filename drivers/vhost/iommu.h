@@ -128,6 +128,7 @@ struct vhost_iommu {
 	struct xarray doms;	/* struct vhost_iommu_dom by domain ID */
 	struct xarray eps;	/* struct vhost_iommu_ep by endpoint ID */
 	struct vhost_iommu_prq prq;
+	atomic_t ctl_calls;	/* in progress: each ends a busy-poll */
 };
 
 #if IS_ENABLED(CONFIG_VHOST_IOMMU_PAGE_REQUEST)
