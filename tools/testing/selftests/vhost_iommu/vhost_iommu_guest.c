@@ -24,12 +24,8 @@
  * Expects /dev/kvm, /guest/Image, /guest/initrd.gz and the VMM next to this
  * program (vmtest.sh packs them).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* sched_setaffinity() */
-#endif
 #include <dirent.h>
 #include <errno.h>
-#include <sched.h>
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
@@ -1083,15 +1079,14 @@ static void bench_pin(void)
 		return;
 	while ((d = readdir(dir))) {
 		pid_t tid = atoi(d->d_name);
-		cpu_set_t set;
+		int ret;
 
 		if (tid <= 0)
 			continue;
-		CPU_ZERO(&set);
-		CPU_SET(tid == running_vmm ? 0 : 1, &set);
-		if (sched_setaffinity(tid, sizeof(set), &set))
+		ret = vi_pin(tid, tid == running_vmm ? 0 : 1);
+		if (ret)
 			ksft_print_msg("bench: pinning thread %d: %s\n", tid,
-				       strerror(errno));
+				       strerror(-ret));
 		others += tid != running_vmm;
 	}
 	closedir(dir);

@@ -186,7 +186,7 @@ static int post_prq_buf(struct vi_dev *d)
 /* Reap what came back on the invalidation queues, until all came back */
 static int drain(struct vi_dev *d, int timeout_ms)
 {
-	struct timespec start, now;
+	struct timespec start;
 	uint32_t id, len;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
@@ -203,9 +203,7 @@ static int drain(struct vi_dev *d, int timeout_ms)
 		}
 		if (!busy)
 			return 0;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - start.tv_sec) * 1000 +
-		    (now.tv_nsec - start.tv_nsec) / 1000000 > timeout_ms)
+		if (vi_ms_since(&start) > timeout_ms)
 			return -ETIMEDOUT;
 		usleep(1000);
 	}

@@ -5,10 +5,14 @@
  * virtqueues, a mock VM on the iommufd selftest mock, and fail-nth fault
  * injection (Documentation/fault-injection/fault-injection.rst).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* sched_setaffinity() */
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,15 +391,13 @@ int vi_get_used(struct vi_dev *d, unsigned int index, uint32_t *id,
 	struct vi_vq *vq = &d->vqs[index];
 	struct pollfd pfd = { .fd = vq->call_fd, .events = POLLIN };
 	struct vring_used_elem *elem;
-	struct timespec start, now;
+	struct timespec start;
 	eventfd_t val;
-	int left;
+	long left;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	while (!vi_nr_used(d, index)) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		left = timeout_ms - ((now.tv_sec - start.tv_sec) * 1000 +
-				     (now.tv_nsec - start.tv_nsec) / 1000000);
+		left = timeout_ms - vi_ms_since(&start);
 		if (left <= 0)
 			return -ETIMEDOUT;
 		/* The device signals the call eventfd after adding used entries */
@@ -806,6 +808,24 @@ int vi_worker_tid(void)
 	int tid;
 
 	return vi_worker_tids(&tid, 1) == 1 ? tid : -1;
+}
+
+int vi_pin(int tid, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(tid, sizeof(set), &set) ? -errno : 0;
+}
+
+long vi_ms_since(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - start->tv_sec) * 1000 +
+	       (now.tv_nsec - start->tv_nsec) / 1000000;
 }
 
 int vi_write_file(const char *path, const char *val)

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <linux/iommufd.h>
 #include <linux/vhost.h>
 #include <linux/virtio_iommu.h>
@@ -230,6 +231,10 @@ int vi_bind_mock(struct vi_dev *d, struct vi_mock *m, uint32_t domain,
 int vi_worker_tids(int *tids, int max);
 /* The first one, or -1 */
 int vi_worker_tid(void);
+/* Run thread @tid (0: the caller) on CPU @cpu only: 0 or -errno */
+int vi_pin(int tid, int cpu);
+/* Milliseconds of CLOCK_MONOTONIC since @start */
+long vi_ms_since(const struct timespec *start);
 int vi_write_file(const char *path, const char *val);
 /* The integer in a file, or -errno */
 long vi_read_long(const char *path);
